@@ -1,0 +1,38 @@
+# Two commands: `make run` and `make test`. Everything else is set up on the way.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test install migrate offline-model clean
+
+$(BIN)/.installed: requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	touch $@
+
+install: $(BIN)/.installed
+
+migrate: install
+	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/python manage.py streams_recover
+
+run: migrate
+	$(BIN)/python manage.py collectstatic --no-input --verbosity 0
+	@echo ""
+	@echo "  Claude chat is starting on http://$(HOST):$(PORT)/"
+	@echo "  Model: $$( [ -n "$$ANTHROPIC_API_KEY" ] && echo 'Anthropic API' || echo 'offline model (set ANTHROPIC_API_KEY for the real API)')"
+	@echo "  Sign up in the browser, or create an admin with: $(BIN)/python manage.py createsuperuser"
+	@echo "  Admin: http://$(HOST):$(PORT)/admin/"
+	@echo ""
+	OFFLINE_MODEL_TOKENS_PER_SECOND=$${OFFLINE_MODEL_TOKENS_PER_SECOND:-60} $(BIN)/daphne -b $(HOST) -p $(PORT) config.asgi:application
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+offline-model: install
+	$(BIN)/python manage.py serve_offline_model
+
+clean:
+	rm -rf $(VENV) staticfiles

@@ -1,0 +1,49 @@
+"""The frames of the conversation websocket (docs/protocol.md), built in one place for server and tests."""
+
+from chat.models import Conversation, Message
+
+USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+
+
+def timestamp(moment) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def message_payload(message: Message) -> dict:
+    return {
+        "id": message.pk,
+        "role": message.role,
+        "status": message.status,
+        "content": message.content,
+        "seq": message.seq,
+        "model": message.model,
+        "stop_reason": message.stop_reason,
+        "error": message.error,
+        "usage": {name: getattr(message, name) for name in USAGE_FIELDS},
+        "cost": f"{message.cost:.6f}",
+        "first_token_ms": message.first_token_ms,
+        "duration_ms": message.duration_ms,
+        "created_at": timestamp(message.created_at),
+    }
+
+
+def message_frame(payload: dict) -> dict:
+    return {"type": "message", "message": payload}
+
+
+def delta_frame(message_id: int, seq: int, parts: list[dict]) -> dict:
+    return {"type": "delta", "message": message_id, "seq": seq, "parts": parts}
+
+
+def conversation_frame(conversation: Conversation) -> dict:
+    return {
+        "type": "conversation",
+        "conversation": {"id": conversation.pk, "title": conversation.title, "model": conversation.model},
+    }
+
+
+def error_frame(code: str, detail: str, message_id: int | None = None) -> dict:
+    frame = {"type": "error", "code": code, "detail": detail}
+    if message_id is not None:
+        frame["message"] = message_id
+    return frame

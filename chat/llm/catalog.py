@@ -1,0 +1,75 @@
+"""The models this product knows: limits, capabilities and list prices.
+
+Used for the model picker, `max_tokens` sizing and cost, and served by the offline model's Models API.
+Prices are dollars per million tokens. Cache writes cost 1.25x input for the 5-minute TTL and 2x for the
+1-hour TTL; cache reads cost 0.1x input, as Anthropic bills them.
+"""
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+
+@dataclass(frozen=True)
+class Prices:
+    input: Decimal
+    output: Decimal
+
+    @property
+    def cache_write_5m(self) -> Decimal:
+        return self.input * Decimal("1.25")
+
+    @property
+    def cache_write_1h(self) -> Decimal:
+        return self.input * 2
+
+    @property
+    def cache_read(self) -> Decimal:
+        return self.input * Decimal("0.1")
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "input": str(self.input),
+            "output": str(self.output),
+            "cache_write_5m": str(self.cache_write_5m),
+            "cache_write_1h": str(self.cache_write_1h),
+            "cache_read": str(self.cache_read),
+        }
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    display_name: str
+    family: str  # "haiku", "sonnet" or "opus": the routing and fallback tiers
+    context_window: int
+    max_output: int
+    prices: Prices
+    vision: bool = True
+    pdf: bool = True
+    created_at: str = "2026-01-01T00:00:00Z"
+
+
+OPUS_PRICES = Prices(input=Decimal("5"), output=Decimal("25"))
+SONNET_PRICES = Prices(input=Decimal("3"), output=Decimal("15"))
+HAIKU_PRICES = Prices(input=Decimal("1"), output=Decimal("5"))
+# An id nobody told us about is priced like the most expensive family, so spend is never under-counted.
+UNKNOWN_MODEL_PRICES = Prices(input=Decimal("15"), output=Decimal("75"))
+
+MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec("claude-opus-5-5", "Claude Opus 5.5", "opus", 200_000, 64_000, OPUS_PRICES, created_at="2026-09-01T00:00:00Z"),
+    ModelSpec("claude-sonnet-5-5", "Claude Sonnet 5.5", "sonnet", 200_000, 64_000, SONNET_PRICES, created_at="2026-09-01T00:00:00Z"),
+    ModelSpec("claude-haiku-5-5", "Claude Haiku 5.5", "haiku", 200_000, 64_000, HAIKU_PRICES, created_at="2026-09-01T00:00:00Z"),
+    ModelSpec("claude-opus-4-6", "Claude Opus 4.6", "opus", 200_000, 64_000, OPUS_PRICES, created_at="2026-02-01T00:00:00Z"),
+    ModelSpec("claude-sonnet-4-6", "Claude Sonnet 4.6", "sonnet", 200_000, 64_000, SONNET_PRICES, created_at="2026-02-01T00:00:00Z"),
+    ModelSpec("claude-haiku-4-5", "Claude Haiku 4.5", "haiku", 200_000, 64_000, HAIKU_PRICES, created_at="2025-10-01T00:00:00Z"),
+)
+
+MODELS_BY_ID = {spec.id: spec for spec in MODELS}
+
+
+def model_spec(model_id: str) -> ModelSpec:
+    """The spec for `model_id`; an unknown id gets conservative limits and the highest prices."""
+    if model_id in MODELS_BY_ID:
+        return MODELS_BY_ID[model_id]
+    family = next((name for name in ("opus", "sonnet", "haiku") if name in model_id), "unknown")
+    return ModelSpec(model_id, model_id, family, 200_000, 8_192, UNKNOWN_MODEL_PRICES)

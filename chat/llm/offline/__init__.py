@@ -1,0 +1,23 @@
+"""The offline model: an emulator of the Anthropic Messages API for demos, development and CI.
+
+It plugs into the real `AsyncAnthropic` client as its HTTP transport (`offline_transport()`), or serves the
+same endpoints over loopback HTTP (`offline_asgi_app`, run by `manage.py serve_offline_model`). Either way
+the SDK parses real SSE bytes, so nothing above the client knows which backend it talks to.
+
+- `offline_model`: the process-wide state (prompt cache, fault queue, request counter, open streams), with
+  `inject_fault(kind, times=, after_tokens=, retry_after=)`, `reset()` and a settable `clock`.
+- `estimate_tokens(text)`: the token estimate used for input, output and count_tokens alike.
+"""
+
+from chat.llm.offline.asgi import offline_asgi_app
+from chat.llm.offline.model import FAULT_KINDS, OfflineModel, offline_model, offline_transport
+from chat.llm.offline.prompt import estimate_tokens
+
+__all__ = [
+    "FAULT_KINDS",
+    "OfflineModel",
+    "estimate_tokens",
+    "offline_asgi_app",
+    "offline_model",
+    "offline_transport",
+]

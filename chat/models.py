@@ -1,0 +1,130 @@
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Conversation(models.Model):
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    title = models.CharField(max_length=200, blank=True)
+    model = models.CharField(max_length=100)
+    system_prompt = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        indexes = [
+            # The sidebar: a user's conversations, most recently active first.
+            models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent"),
+        ]
+
+    def __str__(self):
+        return self.title or f"Conversation {self.pk}"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    class Status(models.TextChoices):
+        STREAMING = "streaming"
+        COMPLETE = "complete"
+        STOPPED = "stopped"
+        FAILED = "failed"
+        INTERRUPTED = "interrupted"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    # Content blocks as the Messages API sees them; attachments are referenced, never inlined as base64.
+    content = models.JSONField(default=list)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
+    error = models.TextField(blank=True, help_text="Why the reply failed or was cut short, in words a user reads.")
+    stop_reason = models.CharField(max_length=32, blank=True)
+    model = models.CharField(max_length=100, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cache_read_input_tokens = models.PositiveIntegerField(default=0)
+    cache_creation_input_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    first_token_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Time to first token.")
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    # Streaming bookkeeping: the sequence number of the last frame in `content`, and when the generating
+    # process last proved it was alive. A `streaming` message with an old heartbeat was left by a dead process.
+    seq = models.PositiveIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            # The transcript: a conversation's messages in order.
+            models.Index(fields=["conversation", "created_at"], name="message_conversation_order"),
+            # Recovery sweeps: streaming messages whose heartbeat went stale.
+            models.Index(fields=["status", "heartbeat_at"], name="message_status_heartbeat"),
+        ]
+        constraints = [
+            # At most one generation per conversation, across every process.
+            models.UniqueConstraint(
+                fields=["conversation"], condition=Q(status="streaming"), name="message_one_stream_per_conversation"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.role} #{self.pk} in {self.conversation_id}"
+
+    @property
+    def text(self) -> str:
+        return "".join(block.get("text", "") for block in self.content if block.get("type") == "text")
+
+
+class ApiCall(models.Model):
+    """One upstream request to the model: the ledger. It outlives the conversation and message it served."""
+
+    class Status(models.TextChoices):
+        OK = "ok"
+        ERROR = "error"
+        STOPPED = "stopped"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="api_calls")
+    conversation = models.ForeignKey(Conversation, on_delete=models.SET_NULL, null=True, related_name="api_calls")
+    message = models.ForeignKey(Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="api_calls")
+    model = models.CharField(max_length=100)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OK)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0, help_text="Thinking tokens included.")
+    cache_read_input_tokens = models.PositiveIntegerField(default=0)
+    cache_creation_5m_input_tokens = models.PositiveIntegerField(default=0)
+    cache_creation_1h_input_tokens = models.PositiveIntegerField(default=0)
+    # Prices in force when the call was made, in dollars per million tokens: a later price change never
+    # rewrites what a past call cost.
+    price_snapshot = models.JSONField(default=dict)
+    cost = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    stop_reason = models.CharField(max_length=32, blank=True)
+    request_id = models.CharField(max_length=100, blank=True)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    attempt = models.PositiveSmallIntegerField(default=1, help_text="1 for the first try, 2+ for retries.")
+    is_retry = models.BooleanField(default=False)
+    is_fallback = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # A user's spend this month (usage page, budgets).
+            models.Index(fields=["user", "created_at"], name="apicall_user_created"),
+            # Spend per model over a period (admin dashboard).
+            models.Index(fields=["model", "created_at"], name="apicall_model_created"),
+        ]
+
+    def __str__(self):
+        return f"{self.model} call #{self.pk}"
+
+    @property
+    def cache_creation_input_tokens(self) -> int:
+        return self.cache_creation_5m_input_tokens + self.cache_creation_1h_input_tokens

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from chat import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("conversations/new/", views.conversation_create_view, name="conversation_create"),
+    path("conversations/<int:conversation_id>/", views.conversation_detail, name="conversation_detail"),
+    path("conversations/<int:conversation_id>/rename/", views.conversation_rename_view, name="conversation_rename"),
+    path("conversations/<int:conversation_id>/delete/", views.conversation_delete_view, name="conversation_delete"),
+]

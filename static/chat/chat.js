@@ -1,0 +1,671 @@
+/*
+ * The chat page: the sidebar (rename, delete), the transcript (markdown rendered, sanitized and highlighted),
+ * the conversation websocket (docs/protocol.md) with reconnect, and the composer.
+ *
+ * Plain browser JavaScript with no build step. The vendored marked, DOMPurify and highlight.js scripts are
+ * loaded before this one (all `defer`, so in document order). Nothing here runs inline, so the page works
+ * under a strict Content-Security-Policy.
+ */
+"use strict";
+
+(function () {
+  // ---------------------------------------------------------------------------------------------------------
+  // Small helpers
+
+  function readCookie(name) {
+    const prefix = name + "=";
+    for (const part of document.cookie.split(";")) {
+      const trimmed = part.trim();
+      if (trimmed.startsWith(prefix)) return decodeURIComponent(trimmed.slice(prefix.length));
+    }
+    return "";
+  }
+
+  function escapeHtml(text) {
+    return text
+      .replace(/&/g, "&amp;")
+      .replace(/</g, "&lt;")
+      .replace(/>/g, "&gt;")
+      .replace(/"/g, "&quot;")
+      .replace(/'/g, "&#39;");
+  }
+
+  function element(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  const integerFormat = new Intl.NumberFormat();
+
+  function formatCost(cost) {
+    return "$" + Number(cost).toFixed(4);
+  }
+
+  function formatDuration(milliseconds) {
+    return (milliseconds / 1000).toFixed(1) + "s";
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Notices: errors from the server or from fetches, shown as dismissible toasts.
+
+  const NOTICE_LIFETIME_MS = 8000;
+
+  function showNotice(text) {
+    const container = document.getElementById("notices");
+    if (!container) {
+      window.alert(text);
+      return;
+    }
+    const notice = element("div", "notice");
+    notice.setAttribute("role", "alert");
+    notice.append(element("span", "notice-text", text));
+    const close = element("button", "notice-close", "×");
+    close.type = "button";
+    close.setAttribute("aria-label", "Dismiss");
+    close.addEventListener("click", () => notice.remove());
+    notice.append(close);
+    container.append(notice);
+    window.setTimeout(() => notice.remove(), NOTICE_LIFETIME_MS);
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Conversation titles appear in the sidebar, the header and the document title; one function keeps them
+  // in step.
+
+  function applyTitle(conversationId, title) {
+    const shown = title || "New chat";
+    const id = String(conversationId);
+    for (const item of document.querySelectorAll(".conversation-item")) {
+      if (item.dataset.conversationId !== id) continue;
+      item.dataset.title = title;
+      item.querySelector(".conversation-title").textContent = shown;
+      item.querySelector(".rename-button").setAttribute("aria-label", `Rename “${shown}”`);
+      item.querySelector(".delete-button").setAttribute("aria-label", `Delete “${shown}”`);
+    }
+    const chat = document.getElementById("chat");
+    if (chat && chat.dataset.conversationId === id) {
+      document.getElementById("chat-title").textContent = shown;
+      document.title = `${shown} · Claude chat`;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Sidebar: inline rename (pencil button, or double-click on the open conversation) and delete with confirm.
+
+  function initSidebar() {
+    const list = document.getElementById("conversation-list");
+    if (!list) return;
+
+    list.addEventListener("click", (event) => {
+      const renameButton = event.target.closest(".rename-button");
+      if (renameButton) {
+        startRename(renameButton.closest(".conversation-item"));
+        return;
+      }
+      // The open conversation is already on screen: a click on it must not reload the page, so that a
+      // double-click can rename it.
+      const link = event.target.closest(".conversation-link");
+      if (link && link.closest(".is-current")) event.preventDefault();
+    });
+
+    list.addEventListener("dblclick", (event) => {
+      const item = event.target.closest(".conversation-item.is-current");
+      if (item && event.target.closest(".conversation-link")) startRename(item);
+    });
+
+    list.addEventListener("submit", (event) => {
+      const form = event.target.closest(".delete-form");
+      if (!form) return;
+      const title = form.closest(".conversation-item").dataset.title || "New chat";
+      if (!window.confirm(`Delete “${title}”? This cannot be undone.`)) event.preventDefault();
+    });
+
+    const headerTitle = document.getElementById("chat-title");
+    const current = list.querySelector(".conversation-item.is-current");
+    if (headerTitle && current) headerTitle.addEventListener("dblclick", () => startRename(current));
+  }
+
+  function startRename(item) {
+    if (item.querySelector(".rename-input")) return;
+    const link = item.querySelector(".conversation-link");
+    const input = element("input", "rename-input");
+    input.type = "text";
+    input.maxLength = 200;
+    input.value = item.dataset.title;
+    input.setAttribute("aria-label", "Conversation title");
+    link.hidden = true;
+    item.prepend(input);
+    input.focus();
+    input.select();
+
+    let finished = false;
+    function finish(save) {
+      // Removing the input blurs it, which would call finish a second time.
+      if (finished) return;
+      finished = true;
+      const title = input.value.trim();
+      input.remove();
+      link.hidden = false;
+      link.focus();
+      if (save && title !== item.dataset.title) saveTitle(item, title);
+    }
+
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.isComposing) {
+        event.preventDefault();
+        finish(true);
+      } else if (event.key === "Escape") {
+        event.preventDefault();
+        finish(false);
+      }
+    });
+    input.addEventListener("blur", () => finish(false));
+  }
+
+  async function saveTitle(item, title) {
+    const conversationId = item.dataset.conversationId;
+    const previous = item.dataset.title;
+    applyTitle(conversationId, title); // optimistic: put it back if the server refuses
+    try {
+      const response = await fetch(item.dataset.renameUrl, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "X-CSRFToken": readCookie("csrftoken"), "X-Requested-With": "fetch" },
+        body: new URLSearchParams({ title }),
+      });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    } catch (error) {
+      applyTitle(conversationId, previous);
+      showNotice(`Could not rename the conversation (${error.message}). Please try again.`);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Markdown: marked turns the reply into HTML, DOMPurify removes anything active, highlight.js colours code.
+
+  // Links in replies open in a new tab without handing the page to the target.
+  function hardenLinks(node) {
+    if (node.tagName === "A" && node.hasAttribute("href")) {
+      node.setAttribute("target", "_blank");
+      node.setAttribute("rel", "noopener noreferrer");
+    }
+  }
+
+  const SANITIZE_OPTIONS = {
+    USE_PROFILES: { html: true }, // no SVG or MathML
+    FORBID_TAGS: ["style", "img", "form"],
+    FORBID_ATTR: ["style"],
+    ALLOW_DATA_ATTR: false,
+  };
+
+  function createMarkdown() {
+    DOMPurify.addHook("afterSanitizeAttributes", hardenLinks);
+    return new marked.Marked({
+      gfm: true,
+      renderer: {
+        // Raw HTML in a reply is shown as text, the way the user or the model typed it: a reply quoting
+        // `<img onerror=...>` must display it, not run it.
+        html: ({ text }) => escapeHtml(text),
+        // Remote images would load without a click and can carry data out in their URL (a prompt injection
+        // in an uploaded document could ask for that), so an image becomes a plain link.
+        image: ({ href, text }) => `<a href="${escapeHtml(href)}">${escapeHtml(text || href)}</a>`,
+      },
+    });
+  }
+
+  let markdown = null;
+
+  function renderMarkdown(container, text) {
+    markdown = markdown || createMarkdown();
+    container.innerHTML = DOMPurify.sanitize(markdown.parse(text), SANITIZE_OPTIONS);
+    for (const code of container.querySelectorAll("pre > code")) highlightCode(code);
+  }
+
+  function highlightCode(code) {
+    // A language highlight.js does not know would log an error; auto-detection is the better fallback.
+    const languageClass = [...code.classList].find((name) => name.startsWith("language-"));
+    if (languageClass && !hljs.getLanguage(languageClass.slice("language-".length))) {
+      code.classList.remove(languageClass);
+    }
+    hljs.highlightElement(code);
+    const copy = element("button", "copy-code", "Copy");
+    copy.type = "button";
+    copy.setAttribute("aria-label", "Copy code");
+    code.parentElement.prepend(copy);
+  }
+
+  async function copyCode(button) {
+    const code = button.parentElement.querySelector("code");
+    try {
+      await navigator.clipboard.writeText(code.textContent);
+      button.textContent = "Copied";
+    } catch {
+      button.textContent = "Copy failed";
+    }
+    window.setTimeout(() => (button.textContent = "Copy"), 1500);
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // The transcript: one view per message, holding the message object from the server, the last applied
+  // sequence number, and its DOM element.
+
+  const chat = {
+    root: null,
+    list: null,
+    scroller: null,
+    input: null,
+    sendButton: null,
+    stopButton: null,
+    modelSelect: null,
+    views: new Map(), // message id -> {message, lastSeq, element, body, footer}
+    dirty: new Set(), // views to re-render at the next animation frame
+    frameRequested: false,
+    forceScroll: false,
+    socket: null,
+    reconnectAttempt: 0,
+    leaving: false,
+    pendingResume: new Set(), // message ids a `resume` was sent for and no snapshot came back yet
+    pendingSend: null, // the text of a `send` the server has neither echoed nor refused
+  };
+
+  function modelName(modelId) {
+    const option = [...chat.modelSelect.options].find((candidate) => candidate.value === modelId);
+    return option ? option.textContent : modelId;
+  }
+
+  function createView(message) {
+    const article = element("article", `message message-${message.role}`);
+    article.dataset.messageId = message.id;
+    if (message.role === "assistant") article.append(element("div", "message-author", "Claude"));
+    const body = element("div", "message-body");
+    const footer = element("footer", "message-meta");
+    article.append(body, footer);
+    const view = { message, lastSeq: message.seq, element: article, body, footer };
+    insertInOrder(article, message.id);
+    return view;
+  }
+
+  // Messages normally arrive in order; a snapshot after a reconnect may not, so keep the list sorted by id.
+  function insertInOrder(article, id) {
+    const later = [...chat.list.children].find((child) => Number(child.dataset.messageId) > id);
+    chat.list.insertBefore(article, later || null);
+  }
+
+  function renderView(view) {
+    const { message, element: article } = view;
+    article.dataset.status = message.status;
+    if (message.created_at) article.title = new Date(message.created_at).toLocaleString();
+    if (message.role === "assistant") renderAssistantBody(view);
+    else renderUserBody(view);
+    renderFooter(view);
+  }
+
+  // User text is never parsed as HTML or markdown: textContent plus `white-space: pre-wrap` keeps it exact.
+  function renderUserBody(view) {
+    view.body.replaceChildren();
+    for (const block of view.message.content) {
+      if (block.type === "text") {
+        view.body.append(element("div", "user-text", block.text));
+      } else if (block.type === "image" || block.type === "document") {
+        view.body.append(element("span", "attachment-chip", block.type === "image" ? "Image" : "Document"));
+      }
+    }
+  }
+
+  function renderAssistantBody(view) {
+    const { body, message } = view;
+    const streaming = message.status === "streaming";
+    body.replaceChildren();
+    for (const block of message.content) {
+      if (block.type === "text") {
+        const container = element("div", "markdown");
+        renderMarkdown(container, block.text || "");
+        body.append(container);
+      } else if (block.type === "thinking") {
+        body.append(renderThinking(view, block.thinking || ""));
+      } else if (block.type === "tool_use") {
+        body.append(element("div", "tool-note", `Used the tool “${block.name}”`));
+      }
+    }
+    if (streaming) body.append(...streamingIndicator(body));
+  }
+
+  // Thinking is shown collapsed; the open/closed choice survives re-renders while the reply streams.
+  function renderThinking(view, text) {
+    const details = element("details", "thinking");
+    details.open = Boolean(view.thinkingOpen);
+    details.append(element("summary", "", "Thinking"), element("div", "thinking-text", text));
+    details.addEventListener("toggle", () => (view.thinkingOpen = details.open));
+    return details;
+  }
+
+  // While streaming: a caret at the end of the last paragraph or list item, or typing dots before any text.
+  const CARET_CONTAINERS = new Set(["DIV", "P", "UL", "OL", "LI", "BLOCKQUOTE", "H1", "H2", "H3", "H4", "H5", "H6"]);
+
+  function streamingIndicator(body) {
+    if (!body.textContent.trim()) {
+      const dots = element("span", "typing-dots");
+      dots.setAttribute("aria-hidden", "true");
+      dots.append(element("span"), element("span"), element("span"));
+      return [dots];
+    }
+    let host = body;
+    while (host.lastElementChild && CARET_CONTAINERS.has(host.lastElementChild.tagName)) {
+      host = host.lastElementChild;
+    }
+    const caret = element("span", "caret");
+    caret.setAttribute("aria-hidden", "true");
+    host.append(caret);
+    return [];
+  }
+
+  const STATUS_LABELS = { stopped: "Stopped", failed: "Failed", interrupted: "Interrupted" };
+
+  function renderFooter(view) {
+    const { footer, message } = view;
+    footer.replaceChildren();
+    if (message.role !== "assistant") return;
+    const label = STATUS_LABELS[message.status];
+    if (label) {
+      footer.append(element("span", `status-badge status-${message.status}`, label));
+      if (message.error) footer.append(element("span", "message-error", message.error));
+    }
+    if (message.status === "streaming") return;
+    const usage = message.usage || {};
+    const parts = [modelName(message.model)];
+    parts.push(`${integerFormat.format(usage.input_tokens || 0)} in / ${integerFormat.format(usage.output_tokens || 0)} out`);
+    if (usage.cache_read_input_tokens > 0) parts.push(`cached ${integerFormat.format(usage.cache_read_input_tokens)}`);
+    parts.push(formatCost(message.cost || 0));
+    if (message.duration_ms) parts.push(formatDuration(message.duration_ms));
+    footer.append(element("span", "message-stats", parts.join(" · ")));
+  }
+
+  // Rendering is batched: every change marks its view dirty, and one animation frame renders them all, so a
+  // burst of deltas costs one markdown pass per frame at most.
+  function scheduleRender(view) {
+    chat.dirty.add(view);
+    if (chat.frameRequested) return;
+    chat.frameRequested = true;
+    window.requestAnimationFrame(renderDirtyViews);
+  }
+
+  function renderDirtyViews() {
+    chat.frameRequested = false;
+    // Measured before the DOM grows: follow the reply only if the reader was already at the bottom.
+    const pinned = chat.forceScroll || isScrolledToBottom();
+    for (const view of chat.dirty) renderView(view);
+    chat.dirty.clear();
+    chat.forceScroll = false;
+    updateTranscriptState();
+    if (pinned) scrollToBottom();
+  }
+
+  const BOTTOM_SLACK_PX = 48;
+
+  function isScrolledToBottom() {
+    const { scrollTop, scrollHeight, clientHeight } = chat.scroller;
+    return scrollHeight - scrollTop - clientHeight <= BOTTOM_SLACK_PX;
+  }
+
+  function scrollToBottom() {
+    chat.scroller.scrollTop = chat.scroller.scrollHeight;
+  }
+
+  function isStreaming() {
+    for (const view of chat.views.values()) if (view.message.status === "streaming") return true;
+    return false;
+  }
+
+  // The empty-state greeting, aria-busy (screen readers announce the reply once, when it is done) and
+  // the composer buttons all follow the transcript.
+  function updateTranscriptState() {
+    document.getElementById("messages-empty").hidden = chat.views.size > 0;
+    chat.list.setAttribute("aria-busy", String(isStreaming()));
+    updateComposer();
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Frames from the server (docs/protocol.md, "Server to client").
+
+  function upsertMessage(message) {
+    let view = chat.views.get(message.id);
+    if (view) {
+      view.message = message;
+      view.lastSeq = message.seq;
+    } else {
+      view = createView(message);
+      chat.views.set(message.id, view);
+    }
+    return view;
+  }
+
+  function onMessageFrame(frame) {
+    const message = frame.message;
+    const isNew = !chat.views.has(message.id);
+    const view = upsertMessage(message);
+    chat.pendingResume.delete(message.id);
+    if (isNew && message.role === "user" && chat.pendingSend !== null) acceptSentDraft();
+    scheduleRender(view);
+  }
+
+  function onDeltaFrame(frame) {
+    const view = chat.views.get(frame.message);
+    if (!view) {
+      requestResume(frame.message);
+      return;
+    }
+    if (frame.seq <= view.lastSeq) return; // already in the snapshot we hold
+    if (frame.seq > view.lastSeq + 1) {
+      requestResume(frame.message); // frames were lost: the snapshot brings everything up to its seq
+      return;
+    }
+    applyParts(view.message.content, frame.parts);
+    view.lastSeq = frame.seq;
+    scheduleRender(view);
+  }
+
+  // Content blocks keep their text where the Messages API does: `thinking` for thinking, `text` otherwise.
+  function applyParts(content, parts) {
+    for (const part of parts) {
+      if (!content[part.block]) content[part.block] = { type: part.type };
+      const block = content[part.block];
+      const field = block.type === "thinking" ? "thinking" : "text";
+      block[field] = (block[field] || "") + part.text;
+    }
+  }
+
+  function onConversationFrame(frame) {
+    const conversation = frame.conversation;
+    applyTitle(conversation.id, conversation.title);
+    if (conversation.model && String(conversation.id) === chat.root.dataset.conversationId) {
+      chat.modelSelect.value = conversation.model;
+    }
+  }
+
+  function onErrorFrame(frame) {
+    if (frame.message !== undefined) chat.pendingResume.delete(frame.message);
+    // A refused send leaves the draft in the composer, so nothing the user typed is lost.
+    if (chat.pendingSend !== null && frame.code !== "not_streaming" && frame.code !== "not_found") {
+      chat.pendingSend = null;
+      updateComposer();
+    }
+    showNotice(frame.detail || `Error: ${frame.code}`);
+  }
+
+  const FRAME_HANDLERS = {
+    message: onMessageFrame,
+    delta: onDeltaFrame,
+    conversation: onConversationFrame,
+    error: onErrorFrame,
+  };
+
+  function onSocketFrame(event) {
+    let frame;
+    try {
+      frame = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    const handler = FRAME_HANDLERS[frame.type];
+    if (handler) handler(frame);
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // The socket: connect, reconnect with exponential backoff and jitter, resume what was streaming.
+
+  const RECONNECT_FIRST_MS = 500;
+  const RECONNECT_MAX_MS = 10000;
+
+  function socketUrl() {
+    const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+    return `${scheme}//${window.location.host}${chat.root.dataset.wsPath}`;
+  }
+
+  function connect() {
+    const socket = new WebSocket(socketUrl());
+    chat.socket = socket;
+    socket.addEventListener("open", onSocketOpen);
+    socket.addEventListener("message", onSocketFrame);
+    socket.addEventListener("close", onSocketClose);
+  }
+
+  function isConnected() {
+    return chat.socket !== null && chat.socket.readyState === WebSocket.OPEN;
+  }
+
+  function sendFrame(frame) {
+    if (!isConnected()) return false;
+    chat.socket.send(JSON.stringify(frame));
+    return true;
+  }
+
+  function onSocketOpen() {
+    chat.reconnectAttempt = 0;
+    document.getElementById("connection-banner").hidden = true;
+    // Whatever was in flight on the old socket is gone with it.
+    chat.pendingResume.clear();
+    chat.stopButton.disabled = false;
+    for (const view of chat.views.values()) {
+      if (view.message.status === "streaming") requestResume(view.message.id);
+    }
+    updateComposer();
+  }
+
+  function onSocketClose() {
+    chat.socket = null;
+    // A send on the old socket may or may not have reached the server; the draft is still in the composer.
+    chat.pendingSend = null;
+    updateComposer();
+    if (chat.leaving) return;
+    document.getElementById("connection-banner").hidden = false;
+    const ceiling = Math.min(RECONNECT_MAX_MS, RECONNECT_FIRST_MS * 2 ** chat.reconnectAttempt);
+    chat.reconnectAttempt += 1;
+    // Full jitter between half and all of the ceiling, so many tabs do not reconnect in lockstep.
+    window.setTimeout(connect, ceiling / 2 + Math.random() * (ceiling / 2));
+  }
+
+  function requestResume(messageId) {
+    if (chat.pendingResume.has(messageId)) return;
+    if (sendFrame({ type: "resume", message: messageId })) chat.pendingResume.add(messageId);
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // The composer.
+
+  const COMPOSER_MAX_HEIGHT_PX = 240;
+
+  function growComposer() {
+    chat.input.style.height = "auto";
+    chat.input.style.height = Math.min(chat.input.scrollHeight, COMPOSER_MAX_HEIGHT_PX) + "px";
+  }
+
+  function updateComposer() {
+    const streaming = isStreaming();
+    chat.sendButton.hidden = streaming;
+    chat.stopButton.hidden = !streaming;
+    if (!streaming) chat.stopButton.disabled = false;
+    chat.sendButton.disabled =
+      streaming || chat.pendingSend !== null || !isConnected() || chat.input.value.trim() === "";
+  }
+
+  function sendDraft() {
+    if (chat.sendButton.disabled) return;
+    const text = chat.input.value.trim();
+    if (sendFrame({ type: "send", text, model: chat.modelSelect.value })) {
+      chat.pendingSend = text;
+      updateComposer();
+    }
+  }
+
+  // The server echoed our message: the draft is now in the transcript. If the user kept typing meanwhile,
+  // their new text is not ours to clear.
+  function acceptSentDraft() {
+    if (chat.input.value.trim() === chat.pendingSend) {
+      chat.input.value = "";
+      growComposer();
+    }
+    chat.pendingSend = null;
+    chat.forceScroll = true;
+  }
+
+  function stopReply() {
+    if (sendFrame({ type: "stop" })) chat.stopButton.disabled = true;
+  }
+
+  function onComposerKeydown(event) {
+    // During IME composition Enter confirms the candidate; keyCode 229 covers browsers that fire keydown
+    // after compositionend.
+    if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) return;
+    event.preventDefault();
+    sendDraft();
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Start-up.
+
+  function initChat(root) {
+    chat.root = root;
+    chat.list = document.getElementById("message-list");
+    chat.scroller = document.getElementById("messages");
+    chat.input = document.getElementById("composer-input");
+    chat.sendButton = document.getElementById("send-button");
+    chat.stopButton = document.getElementById("stop-button");
+    chat.modelSelect = document.getElementById("model-select");
+
+    const initial = JSON.parse(document.getElementById("messages-data").textContent);
+    for (const message of initial) renderView(upsertMessage(message));
+    updateTranscriptState();
+    scrollToBottom();
+
+    document.getElementById("composer").addEventListener("submit", (event) => {
+      event.preventDefault();
+      sendDraft();
+    });
+    chat.input.addEventListener("keydown", onComposerKeydown);
+    chat.input.addEventListener("input", () => {
+      growComposer();
+      updateComposer();
+    });
+    chat.stopButton.addEventListener("click", stopReply);
+    chat.list.addEventListener("click", (event) => {
+      const copy = event.target.closest(".copy-code");
+      if (copy) copyCode(copy);
+    });
+    // Leaving the page closes the socket: that is not a connection problem to report or repair. A page
+    // restored from the back/forward cache comes back with its socket closed.
+    window.addEventListener("pagehide", () => (chat.leaving = true));
+    window.addEventListener("pageshow", (event) => {
+      chat.leaving = false;
+      if (event.persisted && chat.socket === null) connect();
+    });
+
+    connect();
+    chat.input.focus();
+  }
+
+  initSidebar();
+  const root = document.getElementById("chat");
+  if (root) initChat(root);
+})();

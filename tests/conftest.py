@@ -1,0 +1,76 @@
+import asyncio
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from chat import services
+
+ORIGIN = b"http://127.0.0.1"
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Tests create many users; the production hasher is slow on purpose."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def offline_model_reset():
+    from chat.llm.offline import offline_model
+
+    offline_model.reset()
+    yield offline_model
+    offline_model.reset()
+
+
+@pytest.fixture
+def owner(django_user_model):
+    return django_user_model.objects.create_user(username="owner", password="a-long-passphrase-1")
+
+
+@pytest.fixture
+def outsider(django_user_model):
+    return django_user_model.objects.create_user(username="outsider", password="a-long-passphrase-2")
+
+
+@pytest.fixture
+def conversation(owner):
+    return services.conversation_create(owner=owner)
+
+
+def session_cookie(user) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+@pytest.fixture
+async def socket_for():
+    """Opens websockets through the real ASGI stack (origin check, session auth, routing); closes them after."""
+    from config.asgi import application
+
+    opened = []
+
+    async def open_socket(user, conversation_id, *, origin=ORIGIN):
+        headers = [(b"origin", origin)]
+        if user is not None:
+            headers.append((b"cookie", await asyncio.to_thread(session_cookie, user)))
+        communicator = WebsocketCommunicator(application, f"/ws/conversations/{conversation_id}/", headers=headers)
+        opened.append(communicator)
+        return communicator
+
+    yield open_socket
+    for communicator in opened:
+        await communicator.disconnect()
+
+
+@pytest.fixture
+async def generations_drained():
+    """Waits, after the test, for generations it started; they belong to the process, not to a socket."""
+    yield
+    from chat.llm.generation import running
+
+    tasks = [generation.task for generation in running.values() if generation.task]
+    if tasks:
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=10)

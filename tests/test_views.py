@@ -1,0 +1,138 @@
+"""The HTTP pages around the chat: sign-up, the chat page, and conversation create / rename / delete."""
+
+import pytest
+from django.urls import reverse
+
+from chat import services
+from chat.models import Conversation, Message
+
+pytestmark = pytest.mark.django_db
+
+
+def test_sign_up_creates_the_user_and_signs_them_in(client, django_user_model):
+    response = client.post(
+        reverse("sign_up"),
+        {"username": "newcomer", "password1": "correct-horse-battery", "password2": "correct-horse-battery"},
+    )
+
+    assert response.status_code == 302
+    assert django_user_model.objects.filter(username="newcomer").exists()
+    assert client.get(reverse("home")).status_code == 200
+
+
+def test_sign_up_refuses_a_weak_password(client, django_user_model):
+    response = client.post(reverse("sign_up"), {"username": "weak", "password1": "123", "password2": "123"})
+
+    assert response.status_code == 200
+    assert not django_user_model.objects.filter(username="weak").exists()
+    assert "too short" in response.content.decode()
+
+
+@pytest.mark.parametrize("name", ["home", "conversation_create"])
+def test_chat_pages_require_login(client, name):
+    response = client.get(reverse(name)) if name == "home" else client.post(reverse(name))
+    assert response.status_code == 302 and reverse("login") in response["Location"]
+
+
+def test_home_without_conversations_shows_the_empty_state(client, owner):
+    client.force_login(owner)
+
+    response = client.get(reverse("home"))
+
+    assert response.status_code == 200 and response.context["conversation"] is None
+
+
+def test_home_opens_the_latest_conversation(client, owner, conversation):
+    client.force_login(owner)
+
+    response = client.get(reverse("home"))
+
+    assert response["Location"] == reverse("conversation_detail", args=[conversation.pk])
+
+
+def test_the_chat_page_shows_the_transcript_and_the_offline_badge(client, owner, conversation):
+    Message.objects.create(conversation=conversation, role="user", content=[{"type": "text", "text": "Hi there"}])
+    client.force_login(owner)
+
+    response = client.get(reverse("conversation_detail", args=[conversation.pk]))
+
+    assert response.status_code == 200
+    assert response.context["offline_model"] is True
+    assert response.context["messages_data"][0]["content"][0]["text"] == "Hi there"
+    assert response.context["ws_path"] == f"/ws/conversations/{conversation.pk}/"
+
+
+def test_the_chat_page_lists_only_the_users_own_conversations(client, owner, outsider, conversation):
+    foreign = services.conversation_create(owner=outsider)
+    client.force_login(owner)
+
+    response = client.get(reverse("conversation_detail", args=[conversation.pk]))
+
+    assert [c.pk for c in response.context["conversations"]] == [conversation.pk]
+    assert foreign.pk not in [c.pk for c in response.context["conversations"]]
+
+
+def test_the_chat_page_marks_a_dead_stream_interrupted(client, owner, conversation, settings):
+    settings.CHAT_STREAM_STALE_AFTER = 0
+    dead = Message.objects.create(conversation=conversation, role="assistant", status="streaming")
+    client.force_login(owner)
+
+    client.get(reverse("conversation_detail", args=[conversation.pk]))
+
+    dead.refresh_from_db()
+    assert dead.status == Message.Status.INTERRUPTED and dead.error
+
+
+def test_new_chat_creates_a_conversation_with_the_users_defaults(client, owner):
+    owner.default_model, owner.system_prompt = "claude-haiku-4-5", "Be brief."
+    owner.save()
+    client.force_login(owner)
+
+    response = client.post(reverse("conversation_create"))
+
+    conversation = Conversation.objects.get(owner=owner)
+    assert response["Location"] == reverse("conversation_detail", args=[conversation.pk])
+    assert (conversation.model, conversation.system_prompt) == ("claude-haiku-4-5", "Be brief.")
+
+
+def test_new_chat_reuses_an_empty_latest_conversation(client, owner, conversation):
+    client.force_login(owner)
+
+    client.post(reverse("conversation_create"))
+
+    assert Conversation.objects.filter(owner=owner).count() == 1
+
+
+def test_rename_works(client, owner, conversation):
+    client.force_login(owner)
+
+    response = client.post(
+        reverse("conversation_rename", args=[conversation.pk]), {"title": "  Trees  "}, headers={"X-Requested-With": "fetch"}
+    )
+
+    assert response.status_code == 204
+    conversation.refresh_from_db()
+    assert conversation.title == "Trees"
+
+
+def test_delete_works(client, owner, conversation):
+    client.force_login(owner)
+
+    response = client.post(reverse("conversation_delete", args=[conversation.pk]))
+
+    assert response["Location"] == reverse("home")
+    assert not Conversation.objects.filter(pk=conversation.pk).exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "method"),
+    [("conversation_detail", "get"), ("conversation_rename", "post"), ("conversation_delete", "post")],
+)
+def test_an_outsider_gets_404(client, outsider, conversation, name, method):
+    client.force_login(outsider)
+
+    response = getattr(client, method)(reverse(name, args=[conversation.pk]), {"title": "mine now"})
+
+    assert response.status_code == 404
+    conversation.refresh_from_db()
+    assert conversation.title != "mine now"
