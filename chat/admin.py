@@ -1,8 +1,37 @@
+import csv
+
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Sum
+from django.http import HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from chat.models import ApiCall, Conversation, Message
+from billing import selectors as billing_selectors
+from chat.attachments.views import file_response, thumbnail_response
+from chat.models import ApiCall, Attachment, Conversation, Message
+
+
+def attachment_previews(attachments) -> str:
+    """Each attachment as a thumbnail (a PDF as its page count) over its name, linking to the stored file, all
+    served by the admin's own views. Names are the uploader's text: format_html escapes them."""
+    return format_html_join("", "{}", ((_attachment_preview(attachment),) for attachment in attachments))
+
+
+def _attachment_preview(attachment: Attachment) -> str:
+    if attachment.thumbnail:
+        thumbnail_url = reverse("admin:chat_attachment_thumbnail", args=[attachment.pk])
+        preview = format_html('<img src="{}" alt="" style="max-width: 120px; max-height: 120px">', thumbnail_url)
+    else:
+        preview = format_html("PDF, {} page{}", attachment.page_count, "" if attachment.page_count == 1 else "s")
+    return format_html(
+        '<a href="{}" style="display: inline-block; margin: 0 .5em .5em 0; max-width: 12em">{}<br>{}</a>',
+        reverse("admin:chat_attachment_file", args=[attachment.pk]), preview, attachment.name,
+    )
+
 
 COMPUTED_MESSAGE_FIELDS = (
     "status", "stop_reason", "error", "model", "input_tokens", "output_tokens", "cache_read_input_tokens",
@@ -16,13 +45,20 @@ class MessageInline(admin.TabularInline):
     model = Message
     extra = 0
     can_delete = False
-    fields = ("created_at", "role", "status", "transcript_text", "model", "input_tokens", "output_tokens",
-              "cache_read_input_tokens", "cost")
+    fields = ("created_at", "role", "status", "transcript_text", "attachment_previews", "model", "input_tokens",
+              "output_tokens", "cache_read_input_tokens", "cost")
     readonly_fields = fields
     show_change_link = True
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("attachments")
+
     def has_add_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="attachments")
+    def attachment_previews(self, message):
+        return attachment_previews(message.attachments.all())
 
     @admin.display(description="text")
     def transcript_text(self, message):
@@ -59,8 +95,12 @@ class MessageAdmin(admin.ModelAdmin):
     list_filter = ("status", "role", "model")
     search_fields = ("conversation__title", "conversation__owner__username")
     list_select_related = ("conversation",)
-    readonly_fields = ("conversation", "role", "rendered_content", *COMPUTED_MESSAGE_FIELDS)
+    readonly_fields = ("conversation", "role", "rendered_content", "attachment_previews", *COMPUTED_MESSAGE_FIELDS)
     exclude = ("content",)
+
+    @admin.display(description="attachments")
+    def attachment_previews(self, message):
+        return attachment_previews(message.attachments.all())
 
     @admin.display(description="content")
     def rendered_content(self, message):
@@ -71,17 +111,57 @@ class MessageAdmin(admin.ModelAdmin):
         )
 
 
+CSV_COLUMNS = (
+    "id", "created_at", "user_id", "user__username", "conversation_id", "message_id", "model", "status",
+    "input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_5m_input_tokens",
+    "cache_creation_1h_input_tokens", "cost", "latency_ms", "first_token_ms", "stop_reason", "request_id",
+    "http_status", "attempt", "is_retry", "is_fallback",
+)
+
+
 @admin.register(ApiCall)
 class ApiCallAdmin(admin.ModelAdmin):
-    """The ledger: every field is written by the system and never edited."""
+    """The ledger: every field is written by the system and never edited.
+
+    The changelist shows totals of the filtered rows under the list, and exports exactly those rows as CSV
+    (templates/admin/chat/apicall/change_list.html).
+    """
 
     list_display = ("created_at", "user", "model", "status", "input_tokens", "output_tokens",
                     "cache_read_input_tokens", "cache_creation_5m_input_tokens", "cache_creation_1h_input_tokens",
                     "cost", "latency_ms", "first_token_ms", "is_retry", "is_fallback")
-    list_filter = ("status", "model", "is_retry", "is_fallback", "created_at")
+    list_filter = (("user", admin.RelatedOnlyFieldListFilter), "model", "created_at", "status", "is_fallback",
+                   "is_retry")
     search_fields = ("request_id", "user__username", "conversation__title")
     list_select_related = ("user",)
     date_hierarchy = "created_at"
+
+    def get_urls(self):
+        export = path("export.csv", self.admin_site.admin_view(self.export_csv), name="chat_apicall_export")
+        return [export, *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        changelist = getattr(response, "context_data", {}).get("cl")  # absent on redirects and errors
+        if changelist is not None:
+            response.context_data["totals"] = billing_selectors.ledger_totals(changelist.queryset)
+        return response
+
+    def export_csv(self, request):
+        """The rows the changelist shows for the same query string (filters, search, date), all pages."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            changelist = self.get_changelist_instance(request)
+        except IncorrectLookupParameters:
+            return HttpResponseBadRequest("Unknown filter.")
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="api-calls-{stamp}.csv"'
+        writer = csv.writer(response)
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows(changelist.queryset.values_list(*CSV_COLUMNS).iterator())
+        return response
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields]
@@ -91,3 +171,49 @@ class ApiCallAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(Attachment)
+class AttachmentAdmin(admin.ModelAdmin):
+    """Uploads, read-only. Files are served by this admin's own views (staff with view permission), never by URL."""
+
+    list_display = ("preview", "name", "owner", "kind", "size", "width", "height", "page_count", "message",
+                    "created_at")
+    list_filter = ("kind", ("message", admin.EmptyFieldListFilter), "created_at")
+    search_fields = ("name", "owner__username", "sha256")
+    list_select_related = ("owner", "message")
+    date_hierarchy = "created_at"
+    exclude = ("pages",)
+
+    def get_urls(self):
+        return [
+            path("<int:attachment_id>/file/", self.admin_site.admin_view(self.file_view), name="chat_attachment_file"),
+            path("<int:attachment_id>/thumbnail/", self.admin_site.admin_view(self.thumbnail_view),
+                 name="chat_attachment_thumbnail"),
+            *super().get_urls(),
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["preview", *(field.name for field in self.model._meta.fields if field.name != "pages")]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="preview")
+    def preview(self, attachment):
+        return attachment_previews([attachment])
+
+    def file_view(self, request, attachment_id):
+        attachment = self._viewable(request, attachment_id)
+        return file_response(attachment.file, attachment.media_type, attachment.name)
+
+    def thumbnail_view(self, request, attachment_id):
+        return thumbnail_response(self._viewable(request, attachment_id))
+
+    def _viewable(self, request, attachment_id) -> Attachment:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return get_object_or_404(Attachment, pk=attachment_id)

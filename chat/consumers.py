@@ -4,17 +4,31 @@ A consumer handles one frame at a time, so nothing here awaits a reply: `send` s
 the process owns, and this socket (like every other on the conversation) relays the group's frames.
 """
 
+import asyncio
 import json
+import logging
 
-from channels.db import database_sync_to_async
+from chat.db import db_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 from django.http import Http404
 
+from billing import services as billing_services
 from chat import frames, selectors, services
+from chat.attachments.limits import MAX_ATTACHMENTS_PER_MESSAGE, AttachmentRefused
 from chat.llm.catalog import MODELS_BY_ID
-from chat.llm.generation import conversation_group, generation_for_conversation, generation_start
+from chat.models import Message
+from chat.llm import generation
+from chat.llm.generation import control_group, conversation_group, generation_start
+
+log = logging.getLogger(__name__)
 
 MAX_TEXT_LENGTH = 100_000
+# Application close codes must be 1000 or 3000-4999 (autobahn refuses others); 4503 reads as "unavailable".
+LAYER_DOWN_CLOSE_CODE = 4503
+LAYER_DOWN_DETAIL = "Live updates are unavailable right now. Reconnecting; nothing written so far is lost."
+# How long a socket holds back a reply's deltas while waiting for the generation's live snapshot.
+SNAPSHOT_WAIT_SECONDS = 2.0
 
 
 class BadFrame(Exception):
@@ -22,14 +36,49 @@ class BadFrame(Exception):
         self.code, self.detail = code, detail
 
 
+def _attachment_ids(frame: dict) -> list[int]:
+    """The `attachments` of a send frame: ids of the user's uploads, checked for shape here, for ownership when
+    the message claims them."""
+    ids = frame.get("attachments", [])
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise BadFrame("bad_frame", "`attachments` must be a list of attachment ids.")
+    if len(ids) > MAX_ATTACHMENTS_PER_MESSAGE:
+        raise BadFrame(
+            "too_many_attachments", f"A message can carry at most {MAX_ATTACHMENTS_PER_MESSAGE} attachments."
+        )
+    return ids
+
+
 class ConversationConsumer(AsyncJsonWebsocketConsumer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.held_deltas: dict[int, list[dict]] = {}
+        # Per reply, the seq this socket's client already has: later copies of those frames are dropped here.
+        self.delivered_seq: dict[int, int] = {}
+        self.accepted = False
+
+    async def __call__(self, scope, receive, send):
+        """If the live feed fails (Redis down), tell the client plainly and close, so it reconnects later and
+        catches up from the database; replies keep being generated and saved meanwhile."""
+        try:
+            await super().__call__(scope, receive, send)
+        except Exception:
+            log.exception("conversation socket failed")
+            frame = frames.error_frame("unavailable", LAYER_DOWN_DETAIL)
+            try:
+                if self.accepted:
+                    await send({"type": "websocket.send", "text": json.dumps(frame)})
+                await send({"type": "websocket.close", "code": LAYER_DOWN_CLOSE_CODE})
+            except Exception:
+                pass
+
     async def connect(self):
         user = self.scope["user"]
         if not user.is_authenticated:
             await self.close()
             return
         try:
-            self.conversation = await database_sync_to_async(selectors.conversation_for_user)(
+            self.conversation = await db_async(selectors.conversation_for_user)(
                 user, self.scope["url_route"]["kwargs"]["conversation_id"]
             )
         except Http404:
@@ -39,11 +88,13 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         # Join the live feed before taking the snapshot, so no frame falls between the two.
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        snapshot = await self._streaming_snapshot()
-        if snapshot:
-            await self.send_json(frames.message_frame(snapshot))
+        self.accepted = True
+        self.probe_task = asyncio.create_task(self._probe_layer())
+        await self._send_current_state(message_id=None)
 
     async def disconnect(self, code):
+        if hasattr(self, "probe_task"):
+            self.probe_task.cancel()
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -63,7 +114,52 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json(frames.error_frame(error.code, error.detail))
 
     async def chat_frame(self, event):
-        await self.send_json(event["frame"])
+        """Relay a frame. While a live snapshot is awaited for a reply, its deltas are held back and only
+        those newer than the snapshot are sent after it, so the client sees neither a gap nor a duplicate."""
+        frame = event["frame"]
+        if frame["type"] == "delta" and frame["message"] in self.held_deltas:
+            self.held_deltas[frame["message"]].append(frame)
+            return
+        await self._deliver(frame)
+        if frame["type"] == "message" and frame["message"]["id"] in self.held_deltas:
+            await self._release_held(frame["message"]["id"], after_seq=frame["message"]["seq"])
+
+    async def layer_probe(self, event):
+        """The probe came back through the channel layer: the live feed works."""
+
+    async def _probe_layer(self) -> None:
+        """Send this socket a probe through the channel layer now and then. A layer that cannot take it (Redis
+        down) may never raise in `receive`, so this is how the socket learns the feed is dead: it tells the
+        client and closes, and the client reconnects and catches up from the database."""
+        while True:
+            await asyncio.sleep(settings.CHAT_LAYER_PROBE_INTERVAL)
+            try:
+                probe = self.channel_layer.send(self.channel_name, {"type": "layer.probe"})
+                await asyncio.wait_for(probe, settings.CHAT_LAYER_PROBE_INTERVAL)
+            except Exception as error:
+                log.warning("channel layer unavailable for a socket: %r", error)
+                await self.send_json(frames.error_frame("unavailable", LAYER_DOWN_DETAIL))
+                await self.close(code=LAYER_DOWN_CLOSE_CODE)
+                return
+
+    async def snapshot_timeout(self, event):
+        """The generation did not answer (its process may be gone): send what was held, gaps and all."""
+        if event["message"] in self.held_deltas:
+            await self._release_held(event["message"], after_seq=-1)
+
+    async def _release_held(self, message_id: int, *, after_seq: int) -> None:
+        for delta in self.held_deltas.pop(message_id):
+            if delta["seq"] > after_seq:
+                await self._deliver(delta)
+
+    async def _deliver(self, frame: dict) -> None:
+        if frame["type"] == "delta":
+            if frame["seq"] <= self.delivered_seq.get(frame["message"], 0):
+                return
+            self.delivered_seq[frame["message"]] = frame["seq"]
+        elif frame["type"] == "message":
+            self.delivered_seq[frame["message"]["id"]] = frame["message"]["seq"]
+        await self.send_json(frame)
 
     # --- frames from the client -----------------------------------------------------------------------
 
@@ -71,19 +167,35 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         text, model = frame.get("text"), frame.get("model")
         if not isinstance(text, str):
             raise BadFrame("bad_frame", "`text` must be a string.")
-        text = text.strip()
-        if not text:
+        text, attachment_ids = text.strip(), _attachment_ids(frame)
+        if not text and not attachment_ids:
             raise BadFrame("empty", "Write a message first.")
         if len(text) > MAX_TEXT_LENGTH:
             raise BadFrame("too_long", f"Messages are limited to {MAX_TEXT_LENGTH:,} characters.")
         if model is not None and model not in MODELS_BY_ID:
             raise BadFrame("bad_model", "That model is not offered here.")
+        if generation.draining:
+            raise BadFrame("draining", "The server is restarting. Your message was not sent; try again in a moment.")
+        # Budget and rate limits, before the message is stored or anything is sent upstream.
         try:
-            turn = await database_sync_to_async(services.turn_start)(
-                conversation=self.conversation, text=text, model=model
+            await db_async(billing_services.request_admit)(
+                user_id=self.scope["user"].pk, conversation=self.conversation, text=text,
+                model=model or self.conversation.model, attachment_ids=attachment_ids,
+            )
+        except billing_services.RequestRefused as refusal:
+            error = frames.error_frame(refusal.code, refusal.detail)
+            if refusal.retry_after is not None:
+                error["retry_after"] = refusal.retry_after
+            await self.send_json(error)
+            return
+        try:
+            turn = await db_async(services.turn_start)(
+                conversation=self.conversation, text=text, model=model, attachment_ids=attachment_ids
             )
         except services.ConversationBusy:
             raise BadFrame("busy", "A reply is still being written. Wait for it or press Stop.") from None
+        except AttachmentRefused as refusal:
+            raise BadFrame(refusal.code, refusal.detail) from None
         await self._publish(frames.message_frame(frames.message_payload(turn.user_message)))
         await self._publish(frames.message_frame(frames.message_payload(turn.assistant_message)))
         if turn.conversation_changed:
@@ -91,23 +203,17 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         await generation_start(message=turn.assistant_message, user_id=self.scope["user"].pk)
 
     async def on_stop(self, frame):
-        generation = generation_for_conversation(self.conversation.pk)
-        if generation is None:
+        streaming = await db_async(selectors.streaming_message)(self.conversation.pk)
+        if streaming is None:
             raise BadFrame("not_streaming", "Nothing is being written right now.")
-        generation.stop_requested.set()
+        await self.channel_layer.group_send(control_group(self.conversation.pk), {"type": "generation.stop"})
 
     async def on_resume(self, frame):
         message_id = frame.get("message")
         if not isinstance(message_id, int) or isinstance(message_id, bool):
             raise BadFrame("bad_frame", "`message` must be a message id.")
-        generation = generation_for_conversation(self.conversation.pk)
-        if generation is not None and generation.message_id == message_id:
-            await self.send_json(frames.message_frame(await generation.snapshot()))
-            return
-        payload = await database_sync_to_async(self._stored_message_payload)(message_id)
-        if payload is None:
+        if not await self._send_current_state(message_id=message_id):
             raise BadFrame("not_found", "No such message in this conversation.")
-        await self.send_json(frames.message_frame(payload))
 
     HANDLERS = {"send": on_send, "stop": on_stop, "resume": on_resume}
 
@@ -116,18 +222,34 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     async def _publish(self, frame: dict) -> None:
         await self.channel_layer.group_send(self.group, {"type": "chat.frame", "frame": frame})
 
-    async def _streaming_snapshot(self) -> dict | None:
-        generation = generation_for_conversation(self.conversation.pk)
-        if generation is not None:
-            return await generation.snapshot()
-        return await database_sync_to_async(self._stored_streaming_payload)()
+    async def _send_current_state(self, *, message_id: int | None) -> bool:
+        """Send a message's stored state (by default: the reply streaming now, if any).
 
-    def _stored_streaming_payload(self) -> dict | None:
-        services.messages_interrupt_stale(conversation_id=self.conversation.pk)
-        message = selectors.streaming_message(self.conversation.pk)
-        return frames.message_payload(message) if message else None
+        For a reply still streaming, the stored checkpoint goes out at once and the generation, in whatever
+        process runs it, is asked for a live snapshot, which it sends straight to this socket.
+        """
+        payload = await db_async(self._stored_payload)(message_id)
+        if payload is None:
+            return False
+        await self._deliver(frames.message_frame(payload))
+        if payload["status"] == Message.Status.STREAMING and payload["id"] not in self.held_deltas:
+            self.held_deltas[payload["id"]] = []
+            await self.channel_layer.group_send(
+                control_group(self.conversation.pk), {"type": "generation.snapshot", "reply_to": self.channel_name}
+            )
+            asyncio.get_running_loop().call_later(
+                SNAPSHOT_WAIT_SECONDS, self._send_to_self, {"type": "snapshot.timeout", "message": payload["id"]}
+            )
+        return True
 
-    def _stored_message_payload(self, message_id: int) -> dict | None:
+    def _send_to_self(self, event: dict) -> None:
+        """Queue an event behind the frames already waiting, so it is handled in order with them."""
+        asyncio.ensure_future(self.channel_layer.send(self.channel_name, event))
+
+    def _stored_payload(self, message_id: int | None) -> dict | None:
         services.messages_interrupt_stale(conversation_id=self.conversation.pk)
-        message = selectors.message_in_conversation(self.conversation, message_id)
+        if message_id is None:
+            message = selectors.streaming_message(self.conversation.pk)
+        else:
+            message = selectors.message_in_conversation(self.conversation, message_id)
         return frames.message_payload(message) if message else None

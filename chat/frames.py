@@ -1,6 +1,8 @@
 """The frames of the conversation websocket (docs/protocol.md), built in one place for server and tests."""
 
-from chat.models import Conversation, Message
+from django.urls import reverse
+
+from chat.models import Attachment, Conversation, Message
 
 USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
 
@@ -10,7 +12,7 @@ def timestamp(moment) -> str:
 
 
 def message_payload(message: Message) -> dict:
-    return {
+    payload = {
         "id": message.pk,
         "role": message.role,
         "status": message.status,
@@ -24,6 +26,28 @@ def message_payload(message: Message) -> dict:
         "first_token_ms": message.first_token_ms,
         "duration_ms": message.duration_ms,
         "created_at": timestamp(message.created_at),
+    }
+    if message.role == Message.Role.USER:
+        payload["attachments"] = [attachment_payload(attachment) for attachment in message.attachments.all()]
+    return payload
+
+
+def attachment_payload(attachment: Attachment) -> dict:
+    """An attachment as the browser shows it: the upload's answer, and each user message's `attachments`."""
+    return {
+        "id": attachment.pk,
+        "kind": attachment.kind,
+        "name": attachment.name,
+        "media_type": attachment.media_type,
+        "size": attachment.size,
+        "width": attachment.width,
+        "height": attachment.height,
+        "page_count": attachment.page_count,
+        "tokens": attachment.tokens,
+        "url": reverse("attachment_file", args=[attachment.pk]),
+        "thumbnail_url": (
+            reverse("attachment_thumbnail", args=[attachment.pk]) if attachment.thumbnail else None
+        ),
     }
 
 

@@ -128,3 +128,48 @@ class ApiCall(models.Model):
     @property
     def cache_creation_input_tokens(self) -> int:
         return self.cache_creation_5m_input_tokens + self.cache_creation_1h_input_tokens
+
+
+class Attachment(models.Model):
+    """An uploaded image or PDF, processed once at upload; the user message that sends it then claims it.
+
+    `file` holds what the model receives (a re-encoded image, or the validated PDF), under a generated name in
+    MEDIA_ROOT; `name` is only ever displayed. Rows of one owner with the same `sha256` share one file.
+    """
+
+    class Kind(models.TextChoices):
+        IMAGE = "image"
+        PDF = "pdf", "PDF"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="attachments")
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, null=True, blank=True, related_name="attachments",
+        help_text="The user message that sent it; empty while the upload waits in the composer.",
+    )
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    name = models.CharField(max_length=255, help_text="The uploaded file's name, sanitised; only displayed.")
+    sha256 = models.CharField(max_length=64, help_text="Of the uploaded bytes.")
+    media_type = models.CharField(max_length=64, help_text="Of the stored file.")
+    file = models.CharField(max_length=255, help_text="The stored file, relative to MEDIA_ROOT.")
+    thumbnail = models.CharField(max_length=255, blank=True, help_text="Relative to MEDIA_ROOT; images only.")
+    size = models.PositiveIntegerField(help_text="Bytes of the stored file.")
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    page_count = models.PositiveIntegerField(null=True, blank=True)
+    pages = models.JSONField(default=list, blank=True, help_text="The text of each PDF page.")
+    tokens = models.PositiveIntegerField(default=0, help_text="Estimated input tokens.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            # An upload of bytes the owner sent before reuses the processed file.
+            models.Index(fields=["owner", "sha256"], name="attachment_owner_sha256"),
+            # attachments_cleanup: unclaimed uploads older than a day.
+            models.Index(
+                fields=["created_at"], condition=Q(message__isnull=True), name="attachment_unclaimed"
+            ),
+        ]
+
+    def __str__(self):
+        return self.name

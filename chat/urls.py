@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from chat import views
 
@@ -8,4 +8,5 @@ urlpatterns = [
     path("conversations/<int:conversation_id>/", views.conversation_detail, name="conversation_detail"),
     path("conversations/<int:conversation_id>/rename/", views.conversation_rename_view, name="conversation_rename"),
     path("conversations/<int:conversation_id>/delete/", views.conversation_delete_view, name="conversation_delete"),
+    path("attachments/", include("chat.attachments.urls")),
 ]

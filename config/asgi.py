@@ -3,7 +3,9 @@
 The Django ASGI app is built before anything imports models (routing imports consumers, which import models).
 """
 
+import asyncio
 import os
+import sys
 
 from django.core.asgi import get_asgi_application
 
@@ -15,6 +17,24 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 import chat.routing  # noqa: E402
+from chat.llm.generation import generations_drain  # noqa: E402
+
+
+def drain_replies_on_shutdown() -> None:
+    """Under daphne, SIGTERM stops the Twisted reactor. A "before shutdown" trigger that returns a Deferred
+    holds the shutdown until running replies have finished, or been saved as interrupted after the timeout."""
+    if "twisted.internet.reactor" not in sys.modules:
+        return
+    from django.conf import settings
+    from twisted.internet import defer, reactor
+
+    def drain():
+        return defer.Deferred.fromFuture(asyncio.ensure_future(generations_drain(settings.CHAT_DRAIN_TIMEOUT)))
+
+    reactor.addSystemEventTrigger("before", "shutdown", drain)
+
+
+drain_replies_on_shutdown()
 
 application = ProtocolTypeRouter(
     {

@@ -4,6 +4,9 @@ Unset, everything is local: SQLite, the in-memory channel layer, a local media f
 `DATABASE_URL`, `REDIS_URL` and `ANTHROPIC_API_KEY` switch to PostgreSQL, Redis and the real API.
 """
 
+from decimal import Decimal, InvalidOperation
+import os
+import tempfile
 from pathlib import Path
 
 import environ
@@ -36,6 +39,7 @@ INSTALLED_APPS = [
     "channels",
     "accounts",
     "chat",
+    "billing",
 ]
 
 MIDDLEWARE = [
@@ -62,6 +66,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "chat.context_processors.model_backend",
+                "billing.context_processors.budget",
             ],
         },
     },
@@ -76,6 +81,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+    # Tests use a file too: an in-memory database is shared between threads in shared-cache mode, where
+    # concurrent writers fail at once instead of waiting. One file per test process.
+    DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"claudechat-test-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
 
@@ -113,6 +121,20 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=BASE_DIR / "staticfiles")
 # Uploaded files are private: MEDIA_ROOT is never served by URL, only through owner-checked views.
 MEDIA_ROOT = env.path("DJANGO_MEDIA_ROOT", default=BASE_DIR / "media")
+
+# --- Attachments (chat/attachments/) ----------------------------------------------------------------------
+# One uploaded file, before processing; and one upload request (its files together). The model's own limits
+# (32 MB a request, 100 images, 100 PDF pages) are fixed in chat/attachments/limits.py.
+ATTACHMENT_MAX_FILE_BYTES = env.int("ATTACHMENT_MAX_FILE_BYTES", default=32 * 1024 * 1024)
+ATTACHMENT_MAX_UPLOAD_BYTES = env.int("ATTACHMENT_MAX_UPLOAD_BYTES", default=64 * 1024 * 1024)
+ATTACHMENT_MAX_FILES_PER_UPLOAD = env.int("ATTACHMENT_MAX_FILES_PER_UPLOAD", default=10)
+# Django stops parsing a multipart body with more files than this; the upload view says why.
+DATA_UPLOAD_MAX_NUMBER_FILES = ATTACHMENT_MAX_FILES_PER_UPLOAD
+# PDFs are read in a child process that is killed after this many seconds, with this much address space.
+ATTACHMENT_PDF_TIMEOUT = env.float("ATTACHMENT_PDF_TIMEOUT", default=30.0)
+ATTACHMENT_PDF_MEMORY_BYTES = env.int("ATTACHMENT_PDF_MEMORY_BYTES", default=1024 * 1024 * 1024)
+# Uploads that no message claimed are removed by `manage.py attachments_cleanup` after this many hours.
+ATTACHMENT_UNCLAIMED_HOURS = env.float("ATTACHMENT_UNCLAIMED_HOURS", default=24.0)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -154,5 +176,55 @@ CHAT_FRAME_INTERVAL = env.float("CHAT_FRAME_INTERVAL", default=0.05)
 # The partial reply is written to the database at most this often, and at least this often as a heartbeat.
 CHAT_CHECKPOINT_INTERVAL = env.float("CHAT_CHECKPOINT_INTERVAL", default=1.0)
 CHAT_HEARTBEAT_INTERVAL = env.float("CHAT_HEARTBEAT_INTERVAL", default=5.0)
+# Each socket checks the channel layer this often, to tell its client promptly when Redis is down.
+CHAT_LAYER_PROBE_INTERVAL = env.float("CHAT_LAYER_PROBE_INTERVAL", default=5.0)
+# On SIGTERM, running replies get this long to finish before they are saved as interrupted.
+CHAT_DRAIN_TIMEOUT = env.float("CHAT_DRAIN_TIMEOUT", default=20.0)
 # A message still `streaming` whose heartbeat is older than this was left by a dead process.
 CHAT_STREAM_STALE_AFTER = env.float("CHAT_STREAM_STALE_AFTER", default=30.0)
+
+
+# --- Budgets, rate limits and the admins' alerts ---------------------------------------------------------
+def env_dollars(name: str, default: str) -> Decimal | None:
+    """An amount of dollars, or None for "no budget" when the variable is set empty. A value that is not a
+    non-negative number stops start-up rather than silently lifting a spending cap."""
+    raw = env.str(name, default=default).strip()
+    if not raw:
+        return None
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise ImproperlyConfigured(f"{name} must be an amount of dollars such as 20 or 12.50, not {raw!r}.") from None
+    if not value.is_finite() or value < 0:
+        raise ImproperlyConfigured(f"{name} must be a non-negative amount of dollars, not {raw!r}.")
+    return value
+
+
+def env_limit(name: str, default: int) -> int:
+    """A per-minute limit; 0 means none. A negative one would refuse everything, so it stops start-up."""
+    value = env.int(name, default=default)
+    if value < 0:
+        raise ImproperlyConfigured(f"{name} must be 0 (no limit) or a positive number, not {value}.")
+    return value
+
+
+# Each user's monthly budget unless their account sets one; empty: no budget.
+CHAT_DEFAULT_MONTHLY_BUDGET = env_dollars("CHAT_DEFAULT_MONTHLY_BUDGET", default="20")
+# Per-user limits unless their account sets its own; 0: no limit. Held in the cache (Redis with REDIS_URL),
+# so they hold across server processes.
+CHAT_RATE_LIMIT_REQUESTS_PER_MINUTE = env_limit("CHAT_RATE_LIMIT_REQUESTS_PER_MINUTE", default=20)
+CHAT_RATE_LIMIT_TOKENS_PER_MINUTE = env_limit("CHAT_RATE_LIMIT_TOKENS_PER_MINUTE", default=400_000)
+
+# Budget alerts go to ADMINS by email: a comma-separated list of addresses. Without EMAIL_URL (for example
+# smtp+tls://user:password@mail.example.com:587) mail is printed to the console.
+ADMINS = [(address, address) for address in env.list("DJANGO_ADMINS", default=[])]
+# Read into a lowercase name: it holds a password, and uppercase names show on DEBUG error pages.
+email_url = env.str("EMAIL_URL", default="")
+if email_url:
+    vars().update(env.email_url("EMAIL_URL"))
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default="claude-chat@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_SUBJECT_PREFIX = "[Claude chat] "

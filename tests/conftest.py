@@ -16,6 +16,17 @@ def fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
+def cache_cleared():
+    """Rate-limit windows live in the cache: each test starts with nothing counted. Only the in-process cache
+    is cleared; a Redis one may be shared, and clearing it would flush the whole database."""
+    from django.core.cache import caches
+    from django.core.cache.backends.locmem import LocMemCache
+
+    if isinstance(caches["default"], LocMemCache):
+        caches["default"].clear()
+
+
+@pytest.fixture(autouse=True)
 def offline_model_reset():
     from chat.llm.offline import offline_model
 

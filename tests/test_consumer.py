@@ -205,10 +205,12 @@ async def test_a_socket_connecting_mid_reply_gets_the_snapshot_then_the_rest(
     late = await connected(socket_for, owner, conversation)
     late_frames = await frames_until_final(late)
 
-    snapshot = late_frames[0]
-    assert snapshot["type"] == "message" and snapshot["message"]["status"] == "streaming"
-    assert snapshot["message"]["seq"] >= 3 and snapshot["message"]["content"][0]["text"]
-    message = await reload(snapshot["message"]["id"])
+    stored, live, final = (frame for frame in late_frames if frame["type"] == "message")
+    assert late_frames[0] is stored and stored["message"]["status"] == "streaming"
+    assert live["message"]["status"] == "streaming" and live["message"]["seq"] >= 3
+    assert live["message"]["content"][0]["text"]
+    message = await reload(live["message"]["id"])
+    assert final["message"]["status"] == "complete"
     assert replay(late_frames, message.pk) == message.text
 
 
@@ -426,3 +428,60 @@ async def test_the_first_message_titles_the_conversation(socket_for, owner, conv
     assert titled["conversation"]["title"] == "How do B-trees stay balanced?"
     assert titled["conversation"]["model"] == "claude-haiku-4-5"
     assert frames[-1]["message"]["model"] == "claude-haiku-4-5"
+
+
+async def test_a_client_that_sees_a_gap_recovers_the_missing_part(socket_for, owner, conversation, settings, monkeypatch):
+    """The channel layer is at-most-once: here it drops the third frame of the reply."""
+    settings.OFFLINE_MODEL_TOKENS_PER_SECOND = 300
+    layer = generation_module.get_channel_layer()
+    original_group_send = layer.group_send
+
+    async def dropping_group_send(group, message):
+        frame = message.get("frame", {})
+        if frame.get("type") == "delta" and frame.get("seq") == 3:
+            return
+        await original_group_send(group, message)
+
+    monkeypatch.setattr(layer, "group_send", dropping_group_send)
+    socket = await connected(socket_for, owner, conversation)
+    await socket.send_json_to({"type": "send", "text": "Do not lose a word"})
+
+    blocks, last_seq, resumed, message_id = [], 0, 0, None
+    while True:
+        frame = await socket.receive_json_from(timeout=TIMEOUT)
+        if frame["type"] == "message" and frame["message"]["role"] == "assistant":
+            message_id = frame["message"]["id"]
+            blocks = [block.get("text", "") for block in frame["message"]["content"]]
+            last_seq = frame["message"]["seq"]
+            if frame["message"]["status"] != "streaming":
+                break
+        elif frame["type"] == "delta" and frame["seq"] > last_seq + 1:
+            resumed += 1
+            await socket.send_json_to({"type": "resume", "message": frame["message"]})
+        elif frame["type"] == "delta" and frame["seq"] == last_seq + 1:
+            for part in frame["parts"]:
+                blocks += [""] * (part["block"] + 1 - len(blocks))
+                blocks[part["block"]] += part["text"]
+            last_seq = frame["seq"]
+
+    message = await reload(message_id)
+    assert resumed >= 1
+    assert "".join(blocks) == message.text and message.status == Message.Status.COMPLETE
+
+
+async def test_draining_refuses_new_turns_and_saves_running_replies(socket_for, owner, conversation, settings, monkeypatch):
+    settings.OFFLINE_MODEL_TOKENS_PER_SECOND = 50
+    monkeypatch.setattr(generation_module, "draining", False)
+    socket = await connected(socket_for, owner, conversation)
+    await socket.send_json_to({"type": "send", "text": "Long story"})
+    while (await socket.receive_json_from(timeout=TIMEOUT))["type"] != "delta":
+        pass
+
+    await generation_module.generations_drain(timeout=0)
+    frames = await frames_until_final(socket)
+    await socket.send_json_to({"type": "send", "text": "Another"})
+    refusal = await socket.receive_json_from(timeout=TIMEOUT)
+
+    message = await reload(frames[-1]["message"]["id"])
+    assert message.status == Message.Status.INTERRUPTED and message.text and message.error
+    assert (refusal["type"], refusal["code"]) == ("error", "draining")

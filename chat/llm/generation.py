@@ -6,13 +6,14 @@ conversation's channel-layer group, so every socket on the conversation (in any 
 """
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import time
 
 import anthropic
 import httpx2
-from channels.db import database_sync_to_async
+from chat.db import db_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
@@ -25,12 +26,25 @@ from chat.models import Message
 
 log = logging.getLogger(__name__)
 
+# Longest wait for the channel layer to take one frame; past it the frame is dropped, not the reply.
+PUBLISH_TIMEOUT = 2.0
+
 # Generations running in this process, by conversation id. Tasks are kept here so they are not collected.
 running: dict[int, "Generation"] = {}
 
 
 def conversation_group(conversation_id: int) -> str:
+    """Every socket on the conversation, in every process: where frames are published."""
     return f"conversation-{conversation_id}"
+
+
+def control_group(conversation_id: int) -> str:
+    """The generation of the conversation, wherever it runs: where sockets send `stop` and snapshot requests."""
+    return f"generation-{conversation_id}"
+
+
+# Set when the process is shutting down: no new turns start, running ones finish or are checkpointed.
+draining = False
 
 
 class Generation:
@@ -45,8 +59,10 @@ class Generation:
         self.blocks: list[dict] = []
         self.seq = 0
         self.pending_parts: list[dict] = []
+        self.outbox: collections.deque[dict] = collections.deque()
         self.has_pending = asyncio.Event()
         self.stop_requested = asyncio.Event()
+        self.stop_status = Message.Status.STOPPED
         self.attempts: list[services.UpstreamAttempt] = []
         self.usage = TokenUsage()
         self.stop_reason = ""
@@ -56,14 +72,14 @@ class Generation:
 
     # --- what sockets see -----------------------------------------------------------------------------
 
-    async def snapshot(self) -> dict:
+    def snapshot(self) -> dict:
         """The reply so far, as a `message` payload whose `seq` matches its content exactly.
 
-        Pending parts are published first, so every socket stays gap-free; the copy is taken before any
-        await, while no delta can slip in between the content and its sequence number.
+        Pending parts become the next frame first (queued for every socket), so the copy taken here is
+        exactly "everything up to seq" and nobody sees a gap.
         """
-        parts = self._next_frame_parts()
-        payload = {
+        self._queue_pending_frame()
+        return {
             "id": self.message_id,
             "role": Message.Role.ASSISTANT,
             "status": Message.Status.STREAMING,
@@ -78,21 +94,19 @@ class Generation:
             "duration_ms": None,
             "created_at": frames.timestamp(self.created_at),
         }
-        if parts:
-            await self._publish(frames.delta_frame(self.message_id, payload["seq"], parts))
-        return payload
 
-    def _next_frame_parts(self) -> list[dict] | None:
-        """Take the pending parts as the next frame and bump seq; None if nothing is pending.
+    def _queue_pending_frame(self) -> None:
+        """Turn the pending parts into the next delta frame, in the outbox that only the publisher sends from.
 
-        Blocks are updated as deltas arrive; only the sequence number waits for a frame, so the blocks at
-        the moment of this call are exactly "everything up to the new seq".
+        Blocks are updated as deltas arrive; only the sequence number waits for a frame. One sender keeps
+        frames in seq order, and nothing that waits on the channel layer can hold up a checkpoint.
         """
         if not self.pending_parts:
-            return None
+            return
         parts, self.pending_parts = self.pending_parts, []
         self.seq += 1
-        return parts
+        self.outbox.append(frames.delta_frame(self.message_id, self.seq, parts))
+        self.has_pending.set()
 
     def _add_part(self, block_index: int, block_type: str, text: str) -> None:
         if self.first_token_ms is None:
@@ -104,21 +118,31 @@ class Generation:
             self.pending_parts.append({"block": block_index, "type": block_type, "text": text})
         self.has_pending.set()
 
-    async def _publish(self, frame: dict) -> None:
-        await self.channel_layer.group_send(self.group, {"type": "chat.frame", "frame": frame})
+    async def _publish(self, frame: dict) -> bool:
+        """Best effort, and bounded: the channel layer may be down or drop frames. The reply goes on and is
+        checkpointed; sockets recover what they missed with `resume`."""
+        try:
+            message = {"type": "chat.frame", "frame": frame}
+            await asyncio.wait_for(self.channel_layer.group_send(self.group, message), PUBLISH_TIMEOUT)
+            return True
+        except Exception as error:
+            log.warning("publishing to %s failed: %r", self.group, error)
+            return False
 
     async def _publish_loop(self) -> None:
         """Frames at most every CHAT_FRAME_INTERVAL; the first delta goes out at once."""
         while True:
             await self.has_pending.wait()
             self.has_pending.clear()
-            await self._publish_pending()
+            await self._publish_outbox()
             await asyncio.sleep(settings.CHAT_FRAME_INTERVAL)
 
-    async def _publish_pending(self) -> None:
-        parts = self._next_frame_parts()
-        if parts:
-            await self._publish(frames.delta_frame(self.message_id, self.seq, parts))
+    async def _publish_outbox(self) -> None:
+        self._queue_pending_frame()
+        while self.outbox:
+            if not await self._publish(self.outbox.popleft()):
+                # Sockets cannot be reached now; they catch up from a snapshot when they can.
+                self.outbox.clear()
 
     async def _checkpoint_loop(self) -> None:
         """Save progress at a bounded rate, never per token, and keep the heartbeat fresh while quiet."""
@@ -126,12 +150,42 @@ class Generation:
         while True:
             await asyncio.sleep(settings.CHAT_CHECKPOINT_INTERVAL)
             quiet_for = time.monotonic() - saved_at
-            if self.seq != saved_seq or quiet_for >= settings.CHAT_HEARTBEAT_INTERVAL:
-                content, seq = [dict(block) for block in self.blocks], self.seq
-                await database_sync_to_async(services.message_checkpoint)(
-                    message_id=self.message_id, content=content, seq=seq
+            if self.pending_parts or self.seq != saved_seq or quiet_for >= settings.CHAT_HEARTBEAT_INTERVAL:
+                # A snapshot, so the saved content matches its seq exactly (a socket resumes from it).
+                snapshot = self.snapshot()
+                await db_async(services.message_checkpoint)(
+                    message_id=self.message_id, content=snapshot["content"], seq=snapshot["seq"]
                 )
-                saved_seq, saved_at = seq, time.monotonic()
+                saved_seq, saved_at = snapshot["seq"], time.monotonic()
+
+    async def _control_loop(self, channel: str) -> None:
+        """Answer sockets in any process: stop this reply, or send one socket the reply so far.
+
+        Survives a channel-layer outage: it waits, joins the group again (a restarted Redis forgets groups)
+        and carries on, while the reply itself goes on regardless."""
+        while True:
+            try:
+                await self._answer_control_request(channel)
+            except Exception as error:
+                log.warning("control channel of generation %s failed: %r", self.message_id, error)
+                await asyncio.sleep(1)
+                try:
+                    await self.channel_layer.group_add(control_group(self.conversation_id), channel)
+                except Exception:
+                    pass
+
+    async def _answer_control_request(self, channel: str) -> None:
+        request = await self.channel_layer.receive(channel)
+        if request.get("type") == "generation.stop":
+            self.request_stop()
+        elif request.get("type") == "generation.snapshot" and isinstance(request.get("reply_to"), str):
+            frame = frames.message_frame(self.snapshot())
+            await self.channel_layer.send(request["reply_to"], {"type": "chat.frame", "frame": frame})
+
+    def request_stop(self, status: str = Message.Status.STOPPED) -> None:
+        """Stop streaming; the reply is saved with `status` (stopped by the user, or interrupted by shutdown)."""
+        self.stop_status = status
+        self.stop_requested.set()
 
     # --- the upstream stream --------------------------------------------------------------------------
 
@@ -190,8 +244,10 @@ class Generation:
     # --- the whole turn -------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        publisher = asyncio.create_task(self._publish_loop())
-        checkpointer = asyncio.create_task(self._checkpoint_loop())
+        helpers = [asyncio.create_task(self._publish_loop()), asyncio.create_task(self._checkpoint_loop())]
+        control = await self._join_control_group()
+        if control:
+            helpers.append(asyncio.create_task(self._control_loop(control)))
         status, error = Message.Status.FAILED, ""
         try:
             status, error = await self._run_stream()
@@ -199,14 +255,31 @@ class Generation:
             log.exception("generation for message %s failed", self.message_id)
             error = "Something went wrong on our side while writing this reply. What was received is kept."
         finally:
-            publisher.cancel()
-            checkpointer.cancel()
-            await asyncio.gather(publisher, checkpointer, return_exceptions=True)
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
             await self._settle(status, error)
+            await self._leave_control_group(control)
             running.pop(self.conversation_id, None)
 
+    async def _join_control_group(self) -> str | None:
+        try:
+            channel = await self.channel_layer.new_channel()
+            await self.channel_layer.group_add(control_group(self.conversation_id), channel)
+            return channel
+        except Exception as error:
+            log.warning("generation %s has no control channel: %r", self.message_id, error)
+            return None
+
+    async def _leave_control_group(self, channel: str | None) -> None:
+        if channel:
+            try:
+                await self.channel_layer.group_discard(control_group(self.conversation_id), channel)
+            except Exception as error:
+                log.warning("leaving the control group failed: %r", error)
+
     async def _run_stream(self) -> tuple[str, str]:
-        request = await database_sync_to_async(self._build_request)()
+        request = await db_async(self._build_request)()
         client = anthropic_client(on_response=self._record_attempt)
         streaming = asyncio.create_task(self._stream(client, request))
         stop_wait = asyncio.create_task(self.stop_requested.wait())
@@ -217,7 +290,7 @@ class Generation:
                 # generating and billing.
                 streaming.cancel()
                 await asyncio.gather(streaming, return_exceptions=True)
-                return Message.Status.STOPPED, ""
+                return self.stop_status, services.STOP_REASONS.get(self.stop_status, "")
             streaming.result()
             return Message.Status.COMPLETE, ""
         except (anthropic.APIError, httpx2.HTTPError) as exc:
@@ -232,7 +305,8 @@ class Generation:
         return request_build(message.conversation, reply=message)
 
     async def _settle(self, status: str, error: str) -> None:
-        await self._publish_pending()
+        """Save the reply first, then tell the sockets: a dead channel layer must not cost the reply."""
+        self._queue_pending_frame()
         for block in self.blocks:
             if block.get("type") == "tool_use" and "partial_json" in block:
                 block.pop("partial_json")
@@ -241,7 +315,7 @@ class Generation:
             # The final usage never arrived: bill what was generated by estimate, as the API would have.
             generated = "".join(block.get("text", "") + block.get("thinking", "") for block in self.blocks)
             usage = dataclasses.replace(usage, output_tokens=max(usage.output_tokens, estimate_tokens(generated)))
-        message = await database_sync_to_async(services.message_finish)(
+        message = await db_async(services.message_finish)(
             message_id=self.message_id,
             user_id=self.user_id,
             conversation_id=self.conversation_id,
@@ -256,6 +330,7 @@ class Generation:
             duration_ms=int((time.monotonic() - self.started) * 1000),
             attempts=self.attempts,
         )
+        await self._publish_outbox()
         if message is not None:
             await self._publish(frames.message_frame(frames.message_payload(message)))
 
@@ -290,4 +365,20 @@ async def generation_start(*, message: Message, user_id: int) -> Generation:
 
 def generation_for_conversation(conversation_id: int) -> Generation | None:
     return running.get(conversation_id)
+
+
+async def generations_drain(timeout: float) -> None:
+    """Shut down gently: refuse new turns, let running replies finish for up to `timeout` seconds, then save
+    the rest as interrupted with everything generated so far."""
+    global draining
+    draining = True
+    tasks = [generation.task for generation in running.values() if generation.task]
+    if not tasks:
+        return
+    log.info("draining %d running replies (up to %gs)", len(tasks), timeout)
+    _, unfinished = await asyncio.wait(tasks, timeout=timeout)
+    for generation in list(running.values()):
+        generation.request_stop(Message.Status.INTERRUPTED)
+    if unfinished:
+        await asyncio.wait(unfinished, timeout=10)
 

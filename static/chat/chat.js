@@ -268,6 +268,7 @@
     leaving: false,
     pendingResume: new Set(), // message ids a `resume` was sent for and no snapshot came back yet
     pendingSend: null, // the text of a `send` the server has neither echoed nor refused
+    stopRequested: false, // a `stop` went out for the reply that is streaming
   };
 
   function modelName(modelId) {
@@ -296,22 +297,41 @@
   function renderView(view) {
     const { message, element: article } = view;
     article.dataset.status = message.status;
-    if (message.created_at) article.title = new Date(message.created_at).toLocaleString();
     if (message.role === "assistant") renderAssistantBody(view);
     else renderUserBody(view);
     renderFooter(view);
   }
 
   // User text is never parsed as HTML or markdown: textContent plus `white-space: pre-wrap` keeps it exact.
+  // Attachments come as the message's `attachments` list (the content holds only references to them).
   function renderUserBody(view) {
     view.body.replaceChildren();
+    const attachments = view.message.attachments || [];
+    if (attachments.length) view.body.append(renderAttachments(attachments));
     for (const block of view.message.content) {
-      if (block.type === "text") {
-        view.body.append(element("div", "user-text", block.text));
-      } else if (block.type === "image" || block.type === "document") {
-        view.body.append(element("span", "attachment-chip", block.type === "image" ? "Image" : "Document"));
-      }
+      if (block.type === "text") view.body.append(element("div", "user-text", block.text));
     }
+  }
+
+  // Each attachment links to its owner-checked file URL; images show their thumbnail.
+  function renderAttachments(attachments) {
+    const list = element("div", "attachments");
+    for (const attachment of attachments) {
+      const link = element("a", `attachment attachment-${attachment.kind}`);
+      link.href = attachment.url;
+      link.target = "_blank";
+      link.rel = "noopener";
+      link.title = attachment.name;
+      if (attachment.thumbnail_url) {
+        const thumbnail = element("img", "attachment-thumbnail");
+        thumbnail.src = attachment.thumbnail_url;
+        thumbnail.alt = "";
+        link.append(thumbnail);
+      }
+      link.append(element("span", "attachment-name", attachment.name));
+      list.append(link);
+    }
+    return list;
   }
 
   function renderAssistantBody(view) {
@@ -372,8 +392,9 @@
       footer.append(element("span", `status-badge status-${message.status}`, label));
       if (message.error) footer.append(element("span", "message-error", message.error));
     }
-    if (message.status === "streaming") return;
     const usage = message.usage || {};
+    // A reply cut off before its usage arrived (interrupted, most often) has no numbers worth showing.
+    if (message.status === "streaming" || (!usage.output_tokens && !Number(message.cost))) return;
     const parts = [modelName(message.model)];
     parts.push(`${integerFormat.format(usage.input_tokens || 0)} in / ${integerFormat.format(usage.output_tokens || 0)} out`);
     if (usage.cache_read_input_tokens > 0) parts.push(`cached ${integerFormat.format(usage.cache_read_input_tokens)}`);
@@ -546,7 +567,7 @@
     document.getElementById("connection-banner").hidden = true;
     // Whatever was in flight on the old socket is gone with it.
     chat.pendingResume.clear();
-    chat.stopButton.disabled = false;
+    chat.stopRequested = false;
     for (const view of chat.views.values()) {
       if (view.message.status === "streaming") requestResume(view.message.id);
     }
@@ -585,7 +606,8 @@
     const streaming = isStreaming();
     chat.sendButton.hidden = streaming;
     chat.stopButton.hidden = !streaming;
-    if (!streaming) chat.stopButton.disabled = false;
+    if (!streaming) chat.stopRequested = false;
+    chat.stopButton.disabled = chat.stopRequested || !isConnected();
     chat.sendButton.disabled =
       streaming || chat.pendingSend !== null || !isConnected() || chat.input.value.trim() === "";
   }
@@ -611,7 +633,11 @@
   }
 
   function stopReply() {
-    if (sendFrame({ type: "stop" })) chat.stopButton.disabled = true;
+    if (sendFrame({ type: "stop" })) {
+      chat.stopRequested = true;
+      updateComposer();
+      chat.input.focus(); // the Stop button is about to disappear; keep the keyboard where the next message goes
+    }
   }
 
   function onComposerKeydown(event) {

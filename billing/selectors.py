@@ -1,0 +1,212 @@
+"""Reads about money: prices in force, a user's budget and spend, and summaries of the ledger.
+
+The ledger is `chat.ApiCall`: every summary here is a query over its rows, so what users and admins see
+always agrees with the rows themselves.
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone as django_timezone
+
+from billing.models import Price
+from chat.llm.catalog import model_spec
+from chat.llm.offline import estimate_tokens
+from chat.llm.pricing import COST_QUANTUM, MILLION, TokenUsage, usage_cost
+from chat.models import ApiCall, Attachment, Conversation
+
+ZERO = Decimal("0")
+WARNING_PERCENT = 80
+TOP = 10
+
+
+def month_start(moment: datetime | None = None) -> datetime:
+    """Midnight UTC on the first of the month: budgets run by calendar month in UTC, whatever TIME_ZONE says."""
+    moment = (moment or django_timezone.now()).astimezone(timezone.utc)
+    return datetime.combine(moment.date().replace(day=1), time.min, tzinfo=timezone.utc)
+
+
+def next_month_start(moment: datetime | None = None) -> datetime:
+    return month_start(month_start(moment) + timedelta(days=32))
+
+
+def price_for_model(model_id: str) -> Price:
+    """The admins' price for `model_id`; without a row, the catalog's (for an unknown id, its conservative
+    default). The fallback is an unsaved Price so callers handle one type."""
+    return Price.objects.filter(model=model_id).first() or Price.from_catalog(model_spec(model_id))
+
+
+# --- budgets ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    budget: Decimal | None  # dollars this month; None: no budget
+    spent: Decimal
+
+    @property
+    def percent(self) -> int | None:
+        """Share of the budget spent, rounded down; a zero budget counts as fully used."""
+        if self.budget is None:
+            return None
+        if self.budget <= 0:
+            return 100
+        return int(self.spent * 100 / self.budget)
+
+    @property
+    def remaining(self) -> Decimal | None:
+        return None if self.budget is None else max(self.budget - self.spent, ZERO)
+
+    @property
+    def warning(self) -> bool:
+        return self.percent is not None and self.percent >= WARNING_PERCENT
+
+    @property
+    def exceeded(self) -> bool:
+        return self.budget is not None and self.spent >= self.budget
+
+
+def user_budget(user) -> Decimal | None:
+    return user.monthly_budget if user.monthly_budget is not None else settings.CHAT_DEFAULT_MONTHLY_BUDGET
+
+
+def user_spend(user, *, since: datetime) -> Decimal:
+    """What the ledger says `user` spent since `since` (index apicall_user_created)."""
+    return ApiCall.objects.filter(user=user, created_at__gte=since).aggregate(total=Sum("cost"))["total"] or ZERO
+
+
+def budget_status(user) -> BudgetStatus:
+    return BudgetStatus(budget=user_budget(user), spent=user_spend(user, since=month_start()))
+
+
+@dataclass(frozen=True)
+class RequestEstimate:
+    input_tokens: int
+    output_tokens: int
+    cost: Decimal
+
+
+def request_estimate(
+    *, conversation: Conversation, text: str, model: str, attachment_ids: list[int] = ()
+) -> RequestEstimate:
+    """An upper bound on what the next request will cost, before anything is stored or sent.
+
+    Input: the offline model's `estimate_tokens` over the system prompt, every stored message as JSON (which
+    counts more than the API would) and the new text, plus the estimated tokens of the conversation's
+    attachments and of the new message's own (`attachment_ids`, the user's unclaimed uploads), capped at the
+    context window, all at the full input price as if nothing were cached. Output: a full `max_tokens`.
+    """
+    spec = model_spec(model)
+    stored = conversation.messages.values_list("content", flat=True)
+    prompt = "".join([conversation.system_prompt, text, *(json.dumps(content) for content in stored)])
+    attachments = Attachment.objects.filter(
+        Q(message__conversation=conversation)
+        | Q(pk__in=attachment_ids, owner_id=conversation.owner_id, message__isnull=True)
+    )
+    attachment_tokens = attachments.aggregate(total=Sum("tokens"))["total"] or 0
+    input_tokens = min(estimate_tokens(prompt) + attachment_tokens, spec.context_window)
+    output_tokens = min(settings.CHAT_MAX_OUTPUT_TOKENS, spec.max_output)
+    cost = usage_cost(TokenUsage(input_tokens=input_tokens, output_tokens=output_tokens), price_for_model(model))
+    return RequestEstimate(input_tokens, output_tokens, cost)
+
+
+# --- summaries of the ledger -----------------------------------------------------------------------------
+
+
+def calls_for_user(user, *, since: datetime) -> QuerySet[ApiCall]:
+    return ApiCall.objects.filter(user=user, created_at__gte=since)
+
+
+def calls_since(since: datetime) -> QuerySet[ApiCall]:
+    """Every user's calls: for the admins only."""
+    return ApiCall.objects.filter(created_at__gte=since)
+
+
+def ledger_totals(calls: QuerySet[ApiCall]) -> dict:
+    """Sums over `calls` (any filtered queryset): the admin's totals row, the dashboard and the usage page."""
+    totals = calls.order_by().aggregate(
+        calls=Count("id"),
+        errors=Count("id", filter=Q(status=ApiCall.Status.ERROR)),
+        fallbacks=Count("id", filter=Q(is_fallback=True)),
+        input_tokens=Sum("input_tokens"),
+        output_tokens=Sum("output_tokens"),
+        cache_read_input_tokens=Sum("cache_read_input_tokens"),
+        cache_creation_5m_input_tokens=Sum("cache_creation_5m_input_tokens"),
+        cache_creation_1h_input_tokens=Sum("cache_creation_1h_input_tokens"),
+        cost=Sum("cost"),
+    )
+    totals = {name: value or 0 for name, value in totals.items()}
+    totals["cost"] = Decimal(totals["cost"]).quantize(COST_QUANTUM)
+    return totals
+
+
+def spend_by_day(calls: QuerySet[ApiCall], *, first: date, last: date) -> list[tuple[date, Decimal]]:
+    """(day, dollars) for every day from `first` to `last`, days without calls included as zero."""
+    rows = calls.order_by().annotate(day=TruncDate("created_at")).values("day").annotate(cost=Sum("cost"))
+    spent = {row["day"]: row["cost"] for row in rows}
+    days = (first + timedelta(days=offset) for offset in range((last - first).days + 1))
+    return [(day, spent.get(day) or ZERO) for day in days]
+
+
+def spend_by_model(calls: QuerySet[ApiCall], *, limit: int | None = None) -> list[dict]:
+    rows = (
+        calls.order_by()
+        .values("model")
+        .annotate(calls=Count("id"), input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"),
+                  cost=Sum("cost"))
+        .order_by("-cost", "model")
+    )
+    return list(rows[:limit] if limit else rows)
+
+
+def spend_by_user(calls: QuerySet[ApiCall], *, limit: int = TOP) -> list[dict]:
+    rows = (
+        calls.order_by()
+        .values("user_id", "user__username")
+        .annotate(calls=Count("id"), cost=Sum("cost"))
+        .order_by("-cost", "user__username")
+    )
+    return list(rows[:limit])
+
+
+def spend_by_conversation(calls: QuerySet[ApiCall]) -> list[dict]:
+    """Per conversation, costliest first; calls of deleted conversations come as one row with id None."""
+    return list(
+        calls.order_by()
+        .values("conversation_id", "conversation__title")
+        .annotate(calls=Count("id"), cost=Sum("cost"))
+        .order_by("-cost", "conversation_id")
+    )
+
+
+def conversation_cost(conversation: Conversation) -> Decimal:
+    return ApiCall.objects.filter(conversation=conversation).aggregate(total=Sum("cost"))["total"] or ZERO
+
+
+def cache_hit_ratio(totals: dict) -> float | None:
+    """Cache reads over all input tokens (uncached, cache reads and cache writes); None without input."""
+    read = totals["cache_read_input_tokens"]
+    every_input = (read + totals["input_tokens"] + totals["cache_creation_5m_input_tokens"]
+                   + totals["cache_creation_1h_input_tokens"])
+    return read / every_input if every_input else None
+
+
+def cache_savings(calls: QuerySet[ApiCall]) -> Decimal:
+    """What the cache reads in `calls` would have cost at the full input price, minus what they cost, each at
+    the prices its call was charged (the snapshot). Grouped by snapshot, so it is one row per price period."""
+    groups = (
+        calls.order_by()
+        .filter(cache_read_input_tokens__gt=0)
+        .values("model", "price_snapshot")
+        .annotate(read=Sum("cache_read_input_tokens"))
+    )
+    saved = ZERO
+    for group in groups:
+        prices = group["price_snapshot"] or price_for_model(group["model"]).as_dict()
+        saved += group["read"] * (Decimal(prices["input"]) - Decimal(prices["cache_read"])) / MILLION
+    return saved.quantize(COST_QUANTUM)

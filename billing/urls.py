@@ -1,0 +1,10 @@
+from django.contrib import admin
+from django.urls import path
+
+from billing import views
+
+urlpatterns = [
+    path("usage/", views.usage, name="usage"),
+    # Before the admin's own URLs in config/urls.py; admin_view adds the admin's staff login.
+    path("admin/usage/", admin.site.admin_view(views.admin_usage), name="admin_usage"),
+]

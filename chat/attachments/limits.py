@@ -1,0 +1,58 @@
+"""What one request to the model may carry, checked when a message is sent, before anything is stored.
+
+Every request re-sends the whole conversation, attachments included, so the limits apply to the attachments
+already sent in the conversation plus the new ones.
+"""
+
+import math
+
+from chat.models import Attachment
+
+# The Messages API's limits.
+API_MAX_REQUEST_BYTES = 32 * 1024 * 1024
+API_MAX_IMAGES = 100
+API_MAX_PDF_PAGES = 100
+# The product's: a message with more attachments than this is a mistake, not a question.
+MAX_ATTACHMENTS_PER_MESSAGE = 20
+# Kept free for the conversation's text, the system prompt, the tools and the JSON around them.
+REQUEST_TEXT_ALLOWANCE = 2 * 1024 * 1024
+
+
+class AttachmentRefused(Exception):
+    """A message can't be sent with these attachments; `code` and `detail` go to the user as an error frame."""
+
+    def __init__(self, code: str, detail: str):
+        super().__init__(detail)
+        self.code, self.detail = code, detail
+
+
+def encoded_size(size: int) -> int:
+    """Bytes of the base64 text that carries `size` bytes in the request."""
+    return 4 * math.ceil(size / 3)
+
+
+def request_limits_check(*, sending: list[Attachment], sent: list[Attachment]) -> None:
+    """Raise AttachmentRefused, naming the limit, if the next request would break one of the API's limits."""
+    carried = [*sent, *sending]
+    images = sum(attachment.kind == Attachment.Kind.IMAGE for attachment in carried)
+    if images > API_MAX_IMAGES:
+        raise AttachmentRefused(
+            "too_many_images",
+            f"A request to the model can carry {API_MAX_IMAGES} images, and this conversation would carry "
+            f"{images}. Remove some, or start a new chat for these.",
+        )
+    pages = sum(attachment.page_count or 0 for attachment in carried)
+    if pages > API_MAX_PDF_PAGES:
+        raise AttachmentRefused(
+            "too_many_pages",
+            f"A request to the model can carry {API_MAX_PDF_PAGES} PDF pages, and this conversation would "
+            f"carry {pages}. Remove a PDF, or start a new chat for it.",
+        )
+    size = sum(encoded_size(attachment.size) for attachment in carried) + REQUEST_TEXT_ALLOWANCE
+    if size > API_MAX_REQUEST_BYTES:
+        raise AttachmentRefused(
+            "too_large",
+            f"With these attachments the request to the model would be about {size / 1024 / 1024:.0f} MB; "
+            f"it can be at most {API_MAX_REQUEST_BYTES // 1024 // 1024} MB. Remove an attachment, or start a "
+            "new chat for it.",
+        )

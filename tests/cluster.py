@@ -1,0 +1,205 @@
+"""Real server processes for scale-out tests and the load benchmark: daphne on PostgreSQL + Redis (or the
+single-machine defaults), signed into over HTTP and talked to over real websockets."""
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx2
+import psycopg
+import redis
+import websockets
+
+ROOT = Path(__file__).resolve().parent.parent
+ORIGIN = "http://127.0.0.1"
+POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def postgres_reachable() -> bool:
+    try:
+        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
+        return True
+    except psycopg.Error:
+        return False
+
+
+def redis_reachable(url: str = REDIS_URL) -> bool:
+    try:
+        return redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    except redis.RedisError:
+        return False
+
+
+def fresh_postgres_database(name: str) -> str:
+    """Create an empty database `name` and return its URL; the servers and the test share it."""
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return re.sub(r"/[^/]*$", f"/{name}", POSTGRES_URL)
+
+
+def drop_postgres_database(name: str) -> None:
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def migrate(env: dict) -> None:
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
+        cwd=ROOT, env=env, check=True, timeout=300,
+    )
+
+
+class AppServer:
+    """One daphne process serving the app."""
+
+    def __init__(self, env: dict, log_dir: Path, name: str):
+        self.env, self.name = env, name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_dir / f"{name}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "AppServer":
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx2.get(f"{self.url}/accounts/login/", timeout=2).status_code == 200:
+                    return self
+            except httpx2.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not start:\n{self.log_path.read_text()[-3000:]}")
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def ws_url(self, conversation_id: int) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/conversations/{conversation_id}/"
+
+
+def server_env(**overrides) -> dict:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "CHAT_LOG_LEVEL": "WARNING",
+    }
+    env.pop("ANTHROPIC_API_KEY", None)
+    env.update({key: str(value) for key, value in overrides.items()})
+    return env
+
+
+class Visitor:
+    """A person with a browser: signs up over HTTP, then holds the session cookie for websockets."""
+
+    def __init__(self, server: AppServer, username: str):
+        self.http = httpx2.Client(base_url=server.url, timeout=30)
+        page = self.http.get("/accounts/signup/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+        password = "a-long-test-passphrase-9"
+        response = self.http.post(
+            "/accounts/signup/",
+            data={"csrfmiddlewaretoken": token, "username": username, "password1": password, "password2": password},
+        )
+        assert response.status_code == 302, response.text[:500]
+
+    def new_conversation(self) -> int:
+        response = self.http.post(
+            "/conversations/new/", headers={"X-CSRFToken": self.http.cookies["csrftoken"], "Referer": ORIGIN}
+        )
+        assert response.status_code == 302, response.text[:500]
+        return int(re.search(r"/conversations/(\d+)/", response.headers["location"]).group(1))
+
+    @property
+    def cookie_header(self) -> str:
+        return "; ".join(f"{name}={value}" for name, value in self.http.cookies.items())
+
+    def connect(self, server: AppServer, conversation_id: int):
+        return websockets.connect(
+            server.ws_url(conversation_id),
+            origin=ORIGIN,
+            additional_headers={"Cookie": self.cookie_header},
+            max_size=None,
+            open_timeout=30,
+        )
+
+
+class ReplyFollower:
+    """Applies frames as docs/protocol.md tells a client to, counting gaps and duplicates."""
+
+    def __init__(self):
+        self.blocks: list[str] = []
+        self.last_seq = 0
+        self.message_id: int | None = None
+        self.status: str | None = None
+        self.gaps = 0
+        self.duplicates = 0
+        self.final: dict | None = None
+
+    def apply(self, frame: dict) -> str | None:
+        """Returns "resume" when the client must ask for the message's state."""
+        if frame["type"] == "message" and frame["message"]["role"] == "assistant":
+            if self.message_id not in (None, frame["message"]["id"]):
+                return None
+            if self.message_id is None and frame["message"]["status"] != "streaming":
+                return None  # an older reply's state; this follower follows a reply that is being written
+            self.message_id = frame["message"]["id"]
+            self.blocks = [block.get("text", "") for block in frame["message"]["content"]]
+            self.last_seq = frame["message"]["seq"]
+            self.status = frame["message"]["status"]
+            if self.status != "streaming":
+                self.final = frame["message"]
+        elif frame["type"] == "delta" and frame["message"] == self.message_id:
+            if frame["seq"] <= self.last_seq:
+                self.duplicates += 1
+            elif frame["seq"] > self.last_seq + 1:
+                self.gaps += 1
+                return "resume"
+            else:
+                for part in frame["parts"]:
+                    self.blocks += [""] * (part["block"] + 1 - len(self.blocks))
+                    self.blocks[part["block"]] += part["text"]
+                self.last_seq = frame["seq"]
+        return None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.blocks)
+
+    @property
+    def done(self) -> bool:
+        return self.final is not None
+
+
+async def receive_frame(connection, timeout: float = 30) -> dict:
+    return json.loads(await asyncio.wait_for(connection.recv(), timeout))

@@ -1,0 +1,273 @@
+"""The chat page in a real browser: Debian's Chromium, driven through Playwright, against the real server.
+
+The server is daphne (Django's `runserver` as Channels installs it, which also serves static files) in its own
+process, on a throwaway SQLite file, with the offline model streaming slowly enough to watch a reply grow.
+It runs apart from pytest-django's test database on purpose: the browser and the server share nothing with
+the test process but HTTP and the websocket.
+"""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ROOT = Path(__file__).resolve().parent.parent
+# Fast enough to keep the test short, slow enough that a reply of ~120 tokens arrives in many frames.
+TOKENS_PER_SECOND = 100
+QUESTION = 'Hello <img src=x onerror="window.__xss=1"> **bold**'
+PASSWORD = "a-long-passphrase-for-tests"
+
+
+def require_browser():
+    """CI must run these tests, so a missing browser fails there; on a workstation it skips with the reason."""
+    reason = None
+    if not Path(CHROMIUM).exists():
+        reason = f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            reason = "the playwright package is not installed (pip install -r requirements.lock)"
+    if reason and os.environ.get("CI") == "true":
+        pytest.fail(f"Browser tests cannot run: {reason}")
+    if reason:
+        pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_serving(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"The server exited with {process.returncode}:\n{log_path.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    pytest.fail(f"The server did not answer {url} within {timeout}s:\n{log_path.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def server_url(tmp_path_factory):
+    require_browser()
+    workdir = tmp_path_factory.mktemp("browser-server")
+    log_path = workdir / "server.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DJANGO_DEBUG": "1",
+        "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
+        "DJANGO_MEDIA_ROOT": str(workdir / "media"),
+        "REDIS_URL": "",
+        "ANTHROPIC_API_KEY": "",
+        "OFFLINE_MODEL_TOKENS_PER_SECOND": str(TOKENS_PER_SECOND),
+    }
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=env, check=True)
+    port = free_port()
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [*manage, "runserver", "--noreload", f"127.0.0.1:{port}"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(f"{url}/accounts/login/", process, log_path)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser(server_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser profile per test; uncaught page errors fail the test."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert errors == [], f"uncaught errors in the page: {errors}"
+
+
+def sign_up_and_start_a_chat(page, server_url, username):
+    page.goto(f"{server_url}/accounts/signup/")
+    page.fill("#id_username", username)
+    page.fill("#id_password1", PASSWORD)
+    page.fill("#id_password2", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server_url}/")
+    page.click(".empty-state button[type=submit]")
+    page.wait_for_selector("#chat")
+
+
+def send(page, text):
+    page.fill("#composer-input", text)
+    # The send button turns on once the socket is open and there is text: the page is ready to send.
+    page.wait_for_selector("#send-button:not([disabled])")
+    page.press("#composer-input", "Enter")
+
+
+def record_reply_growth(page):
+    """Records (status, text length) of the last assistant message at every DOM change, from inside the page."""
+    page.evaluate(
+        """() => {
+        window.__growth = [];
+        const list = document.getElementById("message-list");
+        new MutationObserver(() => {
+            const replies = list.querySelectorAll(".message-assistant");
+            const reply = replies[replies.length - 1];
+            if (!reply) return;
+            const body = reply.querySelector(".message-body");
+            window.__growth.push({status: reply.dataset.status, length: body.textContent.length});
+        }).observe(list, {subtree: true, childList: true, characterData: true, attributes: true});
+    }"""
+    )
+
+
+def streaming_lengths(page) -> list[int]:
+    growth = page.evaluate("window.__growth")
+    return [entry["length"] for entry in growth if entry["status"] == "streaming" and entry["length"] > 0]
+
+
+LAST_REPLY = ".message-assistant >> nth=-1"
+
+
+def test_a_reply_streams_in_renders_markdown_safely_and_survives_a_reload(page, server_url):
+    sign_up_and_start_a_chat(page, server_url, "streamer")
+    assert page.locator(".badge-offline").first.is_visible()
+    record_reply_growth(page)
+
+    send(page, QUESTION)
+    page.wait_for_selector(".message-assistant[data-status=complete]", timeout=30_000)
+
+    lengths = streaming_lengths(page)
+    assert len(set(lengths)) >= 2 and lengths == sorted(lengths), f"no growing intermediate state: {lengths}"
+    assert page.input_value("#composer-input") == "", "the echoed draft is cleared"
+    user_text = page.inner_text(".message-user .user-text")
+    assert user_text == QUESTION, "the user's message is shown as typed, never as HTML"
+
+    reply = page.locator(LAST_REPLY)
+    assert reply.locator("blockquote strong").inner_text() == "bold"
+    assert reply.locator(".markdown ul > li").count() >= 1
+    assert reply.locator("pre code.hljs [class^=hljs-]").count() >= 1
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("img").count() == 0
+    assert page.locator("[onerror]").count() == 0
+    footer = reply.locator(".message-stats").inner_text()
+    assert " in / " in footer and " out" in footer and "$" in footer
+    page.screenshot(path="/tmp/chat.png")
+
+    page.reload()
+    reply = page.locator(LAST_REPLY)
+    assert reply.get_attribute("data-status") == "complete"
+    assert reply.locator("pre code.hljs").count() >= 1
+    assert reply.locator(".markdown ul > li").count() >= 1
+    assert "$" in reply.locator(".message-stats").inner_text()
+    assert page.evaluate("window.__xss") is None
+    assert page.locator(".badge-offline").first.is_visible()
+
+
+def test_stop_ends_the_reply_and_keeps_the_partial_text(page, server_url):
+    sign_up_and_start_a_chat(page, server_url, "stopper")
+
+    send(page, "Tell me everything about B-trees.")
+    page.wait_for_function(
+        """() => {
+        const reply = document.querySelector(".message-assistant[data-status=streaming] .markdown");
+        return reply && reply.textContent.length > 0;
+    }"""
+    )
+    page.click("#stop-button")
+    page.wait_for_selector(".message-assistant[data-status=stopped]")
+
+    reply = page.locator(LAST_REPLY)
+    assert reply.locator(".status-stopped").inner_text() == "Stopped"
+    partial = reply.locator(".markdown").inner_text()
+    assert partial, "the partial reply is kept"
+    assert page.locator("#send-button").is_visible() and page.locator("#stop-button").is_hidden()
+
+    page.reload()
+    reply = page.locator(LAST_REPLY)
+    assert reply.get_attribute("data-status") == "stopped"
+    assert reply.locator(".status-stopped").is_visible()
+    assert reply.locator(".markdown").inner_text() == partial
+
+
+def test_a_lost_delta_is_recovered_with_resume(page, server_url):
+    """The page sits behind a relay that drops one delta frame; it must notice the gap and resume."""
+    sent_by_page = []
+    dropped = []
+
+    def relay(route):
+        server = route.connect_to_server()
+
+        def from_page(text):
+            sent_by_page.append(json.loads(text))
+            server.send(text)
+
+        def from_server(text):
+            frame = json.loads(text)
+            if frame["type"] == "delta" and frame["seq"] == 3 and not dropped:
+                dropped.append(frame)
+                return
+            route.send(text)
+
+        route.on_message(from_page)
+        server.on_message(from_server)
+
+    page.route_web_socket(re.compile(r"/ws/conversations/\d+/$"), relay)
+    sign_up_and_start_a_chat(page, server_url, "resumer")
+
+    send(page, "What happens when a frame is lost?")
+    page.wait_for_selector(".message-assistant[data-status=complete]", timeout=30_000)
+
+    assert dropped, "the relay saw the delta it was to drop"
+    assert {"type": "resume", "message": dropped[0]["message"]} in sent_by_page
+    shown = page.locator(LAST_REPLY).locator(".markdown").inner_text()
+    page.reload()
+    assert page.locator(LAST_REPLY).locator(".markdown").inner_text() == shown

@@ -1,0 +1,272 @@
+"""Several daphne processes on PostgreSQL and the Redis channel layer, as deployed.
+
+These run whenever PostgreSQL and Redis are reachable, and must run under CI=true (CI has both).
+"""
+
+import asyncio
+import os
+import signal
+import subprocess
+import uuid
+
+import psycopg
+import pytest
+import websockets
+
+from tests.cluster import (
+    AppServer,
+    ReplyFollower,
+    Visitor,
+    drop_postgres_database,
+    free_port,
+    fresh_postgres_database,
+    migrate,
+    postgres_reachable,
+    receive_frame,
+    redis_reachable,
+    server_env,
+    REDIS_URL,
+)
+
+pytestmark = pytest.mark.scaleout
+
+
+def require(reachable: bool, what: str) -> None:
+    if reachable:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} must be reachable under CI=true")
+    pytest.skip(f"{what} is not reachable here")
+
+
+@pytest.fixture(scope="module")
+def database_url():
+    require(postgres_reachable(), "PostgreSQL")
+    name = f"claudechat_scaleout_{uuid.uuid4().hex[:8]}"
+    url = fresh_postgres_database(name)
+    migrate(server_env(DATABASE_URL=url))
+    yield url
+    drop_postgres_database(name)
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    require(redis_reachable(), "Redis")
+    return REDIS_URL
+
+
+@pytest.fixture
+def cluster(database_url, redis_url, tmp_path):
+    """Start servers sharing PostgreSQL and Redis: `cluster(2)` gives two, `cluster(1, REDIS_URL=...)` one."""
+    servers = []
+
+    def start(count: int = 2, **overrides) -> list[AppServer]:
+        settings = {
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "OFFLINE_MODEL_TOKENS_PER_SECOND": 150,
+            "CHAT_CHECKPOINT_INTERVAL": 0.2,
+            "CHAT_HEARTBEAT_INTERVAL": 0.3,
+            "CHAT_STREAM_STALE_AFTER": 2,
+            **overrides,
+        }
+        started = [AppServer(server_env(**settings), tmp_path, f"server-{len(servers) + i}") for i in range(count)]
+        servers.extend(started)
+        for server in started:
+            server.start()
+        return started
+
+    yield start
+    for server in servers:
+        server.stop()
+        print(f"--- {server.name} log ---\n{server.log_path.read_text()[-4000:]}")
+
+
+async def follow_until_done(connection, follower: ReplyFollower) -> ReplyFollower:
+    while not follower.done:
+        if follower.apply(await receive_frame(connection)) == "resume":
+            await connection.send('{"type": "resume", "message": %d}' % follower.message_id)
+    return follower
+
+
+async def connect_with_retries(visitor, server, conversation, attempts: int = 20):
+    """Reconnect as the page does: a refused handshake (the layer is still recovering) is tried again."""
+    for _ in range(attempts - 1):
+        try:
+            return await visitor.connect(server, conversation)
+        except (websockets.InvalidHandshake, websockets.InvalidMessage, OSError):
+            await asyncio.sleep(0.25)
+    return await visitor.connect(server, conversation)
+
+
+async def send(connection, text: str) -> None:
+    await connection.send('{"type": "send", "text": "%s"}' % text)
+
+
+async def test_a_reply_made_in_one_process_streams_to_a_socket_on_another(cluster):
+    server_a, server_b = cluster(2)
+    visitor = Visitor(server_a, "alice")
+    conversation = visitor.new_conversation()
+
+    async with visitor.connect(server_a, conversation) as on_a, visitor.connect(server_b, conversation) as on_b:
+        await send(on_a, "Hello across processes")
+        follower_a, follower_b = await asyncio.gather(
+            follow_until_done(on_a, ReplyFollower()), follow_until_done(on_b, ReplyFollower())
+        )
+
+    assert follower_b.final["status"] == "complete"
+    assert "Hello across processes" in follower_b.text
+    assert follower_b.text == follower_a.text == follower_b.final["content"][0]["text"]
+    assert (follower_b.gaps, follower_b.duplicates) == (0, 0)
+
+
+async def test_reconnecting_to_the_other_process_mid_reply_resumes_without_gap_or_duplicate(cluster):
+    server_a, server_b = cluster(2)
+    visitor = Visitor(server_a, "bob")
+    conversation = visitor.new_conversation()
+    follower = ReplyFollower()
+
+    async with visitor.connect(server_a, conversation) as on_a:
+        await send(on_a, "A long reply please")
+        while follower.last_seq < 4:
+            follower.apply(await receive_frame(on_a))
+    seen_before = follower.text
+    async with visitor.connect(server_b, conversation) as on_b:
+        await on_b.send('{"type": "resume", "message": %d}' % follower.message_id)
+        await follow_until_done(on_b, follower)
+
+    assert follower.text.startswith(seen_before)
+    assert follower.text == follower.final["content"][0]["text"] and follower.final["status"] == "complete"
+    assert (follower.gaps, follower.duplicates) == (0, 0)
+
+
+async def test_stop_sent_to_another_process_stops_the_reply(cluster):
+    server_a, server_b = cluster(2, OFFLINE_MODEL_TOKENS_PER_SECOND=60)
+    visitor = Visitor(server_a, "carol")
+    conversation = visitor.new_conversation()
+    follower = ReplyFollower()
+
+    async with visitor.connect(server_a, conversation) as on_a, visitor.connect(server_b, conversation) as on_b:
+        await send(on_a, "Something long")
+        while follower.last_seq < 2:
+            follower.apply(await receive_frame(on_a))
+        await on_b.send('{"type": "stop"}')
+        await follow_until_done(on_a, follower)
+
+    assert follower.final["status"] == "stopped" and follower.final["content"][0]["text"]
+
+
+async def test_a_process_killed_mid_reply_leaves_it_interrupted_and_the_user_can_retry(cluster, database_url):
+    server_a, server_b = cluster(2, OFFLINE_MODEL_TOKENS_PER_SECOND=60)
+    visitor = Visitor(server_a, "dave")
+    conversation = visitor.new_conversation()
+    follower = ReplyFollower()
+
+    async with visitor.connect(server_a, conversation) as on_a:
+        await send(on_a, "Write slowly")
+        while follower.last_seq < 10:
+            follower.apply(await receive_frame(on_a))
+        await asyncio.sleep(0.5)  # past one checkpoint interval, so the checkpoint holds text
+        server_a.signal(signal.SIGKILL)
+        server_a.wait(timeout=10)
+
+    async with visitor.connect(server_b, conversation) as on_b:
+        status = None
+        for _ in range(100):
+            await on_b.send('{"type": "resume", "message": %d}' % follower.message_id)
+            frame = await receive_frame(on_b)
+            while frame["type"] != "message":
+                frame = await receive_frame(on_b)
+            status = frame["message"]["status"]
+            if status != "streaming":
+                break
+            await asyncio.sleep(0.1)
+        assert status == "interrupted"
+        kept = frame["message"]["content"][0]["text"]
+        shared = min(len(kept), len(follower.text))
+        assert kept and kept[:shared] == follower.text[:shared]
+
+        await send(on_b, "Try again")
+        retry = await follow_until_done(on_b, ReplyFollower())
+    assert retry.final["status"] == "complete" and "Try again" in retry.text
+
+
+async def test_sigterm_drains_running_replies_and_refuses_new_ones(cluster):
+    (server,) = cluster(1, OFFLINE_MODEL_TOKENS_PER_SECOND=100, CHAT_DRAIN_TIMEOUT=20)
+    visitor = Visitor(server, "erin")
+    conversation = visitor.new_conversation()
+    follower = ReplyFollower()
+
+    async with visitor.connect(server, conversation) as connection:
+        await send(connection, "Finish what you started")
+        while follower.last_seq < 2:
+            follower.apply(await receive_frame(connection))
+        server.signal(signal.SIGTERM)
+        try:
+            await follow_until_done(connection, follower)
+        except websockets.ConnectionClosed:
+            pass
+
+    assert server.wait(timeout=60) == 0
+    stored = psycopg.connect(server.env["DATABASE_URL"]).execute(
+        "select status, content from chat_message where id = %s", [follower.message_id]
+    ).fetchone()
+    assert stored[0] == "complete" and "Finish what you started" in stored[1][0]["text"]
+
+
+async def test_while_redis_is_down_sockets_get_a_clear_error_and_nothing_generated_is_lost(cluster, tmp_path):
+    redis_port = free_port()
+    private_redis = [
+        "redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        "--dir", str(tmp_path),
+    ]
+    redis_process = subprocess.Popen(private_redis, stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if redis_reachable(f"redis://127.0.0.1:{redis_port}/0"):
+                break
+            await asyncio.sleep(0.05)
+        (server,) = cluster(
+            1, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", OFFLINE_MODEL_TOKENS_PER_SECOND=80,
+            CHAT_LAYER_PROBE_INTERVAL=0.5,
+        )
+        visitor = Visitor(server, "frank")
+        conversation = visitor.new_conversation()
+        follower = ReplyFollower()
+
+        async with visitor.connect(server, conversation) as connection:
+            await send(connection, "Keep writing through the outage")
+            while follower.last_seq < 3:
+                follower.apply(await receive_frame(connection))
+            seen_before = follower.text
+            redis_process.kill()
+            redis_process.wait(timeout=10)
+            frames = []
+            try:
+                while True:
+                    frames.append(await receive_frame(connection))
+            except websockets.ConnectionClosed:
+                pass
+        errors = [frame for frame in frames if frame["type"] == "error"]
+        assert errors and errors[-1]["code"] == "unavailable"
+
+        redis_process = subprocess.Popen(private_redis, stdout=subprocess.DEVNULL)
+        for _ in range(100):
+            if redis_reachable(f"redis://127.0.0.1:{redis_port}/0"):
+                break
+            await asyncio.sleep(0.05)
+        async with await connect_with_retries(visitor, server, conversation) as connection:
+            final = None
+            for _ in range(200):
+                await connection.send('{"type": "resume", "message": %d}' % follower.message_id)
+                frame = await receive_frame(connection)
+                while frame["type"] != "message":
+                    frame = await receive_frame(connection)
+                if frame["message"]["status"] != "streaming":
+                    final = frame["message"]
+                    break
+                await asyncio.sleep(0.1)
+        assert final["status"] == "complete"
+        assert final["content"][0]["text"].startswith(seen_before)
+    finally:
+        redis_process.kill()
