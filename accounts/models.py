@@ -7,6 +7,9 @@ class User(AbstractUser):
 
     default_model = models.CharField(max_length=100, blank=True, help_text="Model for new conversations.")
     system_prompt = models.TextField(blank=True, help_text="Default system prompt for new conversations.")
+    time_zone = models.CharField(
+        max_length=64, default="UTC", help_text="An IANA time zone such as Europe/Paris: the current_time tool's."
+    )
     # Budget and limits: empty means the site default from settings (CHAT_DEFAULT_MONTHLY_BUDGET,
     # CHAT_RATE_LIMIT_*), so a change of default reaches everyone who was not given their own value.
     monthly_budget = models.DecimalField(

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -219,7 +220,13 @@ async def main(args) -> dict:
     }
 
 
+def exit_on_sigterm(*_):
+    """`timeout` and CI send SIGTERM: exit through `finally`, so the servers started here are stopped."""
+    raise SystemExit(143)
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--processes", type=int, default=1)

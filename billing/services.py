@@ -23,7 +23,7 @@ from chat.models import Conversation
 log = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60
-# A window's counter outlives its minute, so a slow request that settles late still finds it.
+# A window's counter outlives its minute, so it cannot expire while its minute is still counting.
 WINDOW_TTL = 2 * WINDOW_SECONDS
 # Seconds since the epoch; tests pin it so a window boundary never falls in the middle of a test.
 clock = time.time

@@ -1,5 +1,6 @@
 import csv
 
+from django import forms
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
@@ -12,7 +13,8 @@ from django.utils.html import format_html, format_html_join
 
 from billing import selectors as billing_selectors
 from chat.attachments.views import file_response, thumbnail_response
-from chat.models import ApiCall, Attachment, Conversation, Message
+from chat.llm.tools import TOOL_NAMES
+from chat.models import ApiCall, Attachment, Conversation, Message, ToolSetting
 
 
 def attachment_previews(attachments) -> str:
@@ -34,8 +36,9 @@ def _attachment_preview(attachment: Attachment) -> str:
 
 
 COMPUTED_MESSAGE_FIELDS = (
-    "status", "stop_reason", "error", "model", "input_tokens", "output_tokens", "cache_read_input_tokens",
-    "cache_creation_input_tokens", "cost", "first_token_ms", "duration_ms", "seq", "heartbeat_at", "created_at",
+    "status", "stop_reason", "error", "model", "route_reason", "notices", "input_tokens", "output_tokens",
+    "cache_read_input_tokens", "cache_creation_input_tokens", "cost", "first_token_ms", "duration_ms",
+    "context_tokens", "context_window", "seq", "heartbeat_at", "created_at",
 )
 
 
@@ -72,7 +75,7 @@ class ConversationAdmin(admin.ModelAdmin):
     search_fields = ("title", "owner__username", "owner__email")
     list_select_related = ("owner",)
     readonly_fields = ("owner", "created_at", "updated_at")
-    fields = ("owner", "title", "model", "system_prompt", "created_at", "updated_at")
+    fields = ("owner", "title", "model", "system_prompt", "thinking", "created_at", "updated_at")
     date_hierarchy = "updated_at"
     inlines = [MessageInline]
 
@@ -106,7 +109,8 @@ class MessageAdmin(admin.ModelAdmin):
     def rendered_content(self, message):
         return format_html_join(
             "", '<div style="white-space: pre-wrap; margin-bottom: 1em"><strong>{}</strong> {}</div>',
-            ((block.get("type"), block.get("text") or block.get("thinking") or block.get("input") or "")
+            ((block.get("type"),
+              block.get("text") or block.get("thinking") or block.get("input") or block.get("content") or "")
              for block in message.content),
         )
 
@@ -217,3 +221,21 @@ class AttachmentAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         return get_object_or_404(Attachment, pk=attachment_id)
+
+
+class ToolSettingForm(forms.ModelForm):
+    name = forms.ChoiceField(choices=[(name, name) for name in TOOL_NAMES])
+
+    class Meta:
+        model = ToolSetting
+        fields = ("name", "enabled")
+
+
+@admin.register(ToolSetting)
+class ToolSettingAdmin(admin.ModelAdmin):
+    """Switches for the built-in tools (chat/llm/tools.py). A tool with no row here is on; add one to turn it off.
+    A change applies from the next request."""
+
+    form = ToolSettingForm
+    list_display = ("name", "enabled")
+    list_editable = ("enabled",)

@@ -16,14 +16,14 @@ from django.http import Http404
 from billing import services as billing_services
 from chat import frames, selectors, services
 from chat.attachments.limits import MAX_ATTACHMENTS_PER_MESSAGE, AttachmentRefused
-from chat.llm.catalog import MODELS_BY_ID
 from chat.models import Message
-from chat.llm import generation
+from chat.llm import generation, registry, routing
 from chat.llm.generation import control_group, conversation_group, generation_start
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT_LENGTH = 100_000
+BUSY_DETAIL = "A reply is still being written. Wait for it or press Stop."
 # Application close codes must be 1000 or 3000-4999 (autobahn refuses others); 4503 reads as "unavailable".
 LAYER_DOWN_CLOSE_CODE = 4503
 LAYER_DOWN_DETAIL = "Live updates are unavailable right now. Reconnecting; nothing written so far is lost."
@@ -47,6 +47,27 @@ def _attachment_ids(frame: dict) -> list[int]:
             "too_many_attachments", f"A message can carry at most {MAX_ATTACHMENTS_PER_MESSAGE} attachments."
         )
     return ids
+
+
+def _message_id(frame: dict) -> int:
+    message_id = frame.get("message")
+    if not isinstance(message_id, int) or isinstance(message_id, bool):
+        raise BadFrame("bad_frame", "`message` must be a message id.")
+    return message_id
+
+
+def _check_length(text: str) -> None:
+    if len(text) > MAX_TEXT_LENGTH:
+        raise BadFrame("too_long", f"Messages are limited to {MAX_TEXT_LENGTH:,} characters.")
+
+
+def _check_not_draining() -> None:
+    if generation.draining:
+        raise BadFrame("draining", "The server is restarting. Your message was not sent; try again in a moment.")
+
+
+def _attachment_count(message: Message) -> int:
+    return sum(block.get("type") == "attachment" for block in message.content)
 
 
 class ConversationConsumer(AsyncJsonWebsocketConsumer):
@@ -134,8 +155,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         while True:
             await asyncio.sleep(settings.CHAT_LAYER_PROBE_INTERVAL)
             try:
-                probe = self.channel_layer.send(self.channel_name, {"type": "layer.probe"})
-                await asyncio.wait_for(probe, settings.CHAT_LAYER_PROBE_INTERVAL)
+                async with asyncio.timeout(settings.CHAT_LAYER_PROBE_INTERVAL):
+                    await self.channel_layer.send(self.channel_name, {"type": "layer.probe"})
             except Exception as error:
                 log.warning("channel layer unavailable for a socket: %r", error)
                 await self.send_json(frames.error_frame("unavailable", LAYER_DOWN_DETAIL))
@@ -164,43 +185,71 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     # --- frames from the client -----------------------------------------------------------------------
 
     async def on_send(self, frame):
-        text, model = frame.get("text"), frame.get("model")
+        text = frame.get("text")
         if not isinstance(text, str):
             raise BadFrame("bad_frame", "`text` must be a string.")
         text, attachment_ids = text.strip(), _attachment_ids(frame)
         if not text and not attachment_ids:
             raise BadFrame("empty", "Write a message first.")
-        if len(text) > MAX_TEXT_LENGTH:
-            raise BadFrame("too_long", f"Messages are limited to {MAX_TEXT_LENGTH:,} characters.")
-        if model is not None and model not in MODELS_BY_ID:
-            raise BadFrame("bad_model", "That model is not offered here.")
-        if generation.draining:
-            raise BadFrame("draining", "The server is restarting. Your message was not sent; try again in a moment.")
-        # Budget and rate limits, before the message is stored or anything is sent upstream.
-        try:
-            await db_async(billing_services.request_admit)(
-                user_id=self.scope["user"].pk, conversation=self.conversation, text=text,
-                model=model or self.conversation.model, attachment_ids=attachment_ids,
-            )
-        except billing_services.RequestRefused as refusal:
-            error = frames.error_frame(refusal.code, refusal.detail)
-            if refusal.retry_after is not None:
-                error["retry_after"] = refusal.retry_after
-            await self.send_json(error)
+        _check_length(text)
+        choice = await self._model_choice(frame)
+        route = await self._route(choice, text=text, attachment_count=len(attachment_ids))
+        if not await self._admitted(text=text, model=route.model, attachment_ids=attachment_ids):
             return
         try:
             turn = await db_async(services.turn_start)(
-                conversation=self.conversation, text=text, model=model, attachment_ids=attachment_ids
+                conversation=self.conversation, text=text, model=choice, attachment_ids=attachment_ids,
+                reply_model=route.model, route_reason=route.reason,
             )
         except services.ConversationBusy:
-            raise BadFrame("busy", "A reply is still being written. Wait for it or press Stop.") from None
+            raise BadFrame("busy", BUSY_DETAIL) from None
         except AttachmentRefused as refusal:
             raise BadFrame(refusal.code, refusal.detail) from None
-        await self._publish(frames.message_frame(frames.message_payload(turn.user_message)))
-        await self._publish(frames.message_frame(frames.message_payload(turn.assistant_message)))
-        if turn.conversation_changed:
-            await self._publish(frames.conversation_frame(self.conversation))
-        await generation_start(message=turn.assistant_message, user_id=self.scope["user"].pk)
+        await self._reply_start(turn)
+
+    async def on_regenerate(self, frame):
+        """Write the last reply again (optionally with another `model`)."""
+        choice = await self._model_choice(frame)
+        question = await db_async(selectors.last_user_message)(self.conversation)
+        if question is None:
+            raise BadFrame("nothing_to_regenerate", "There is no reply to write again.")
+        route = await self._route(choice, text=question.text, attachment_count=_attachment_count(question))
+        if not await self._admitted(text="", model=route.model):
+            return
+        await self._reply_start(await self._redo(
+            services.turn_regenerate, model=choice, reply_model=route.model, route_reason=route.reason
+        ))
+
+    async def on_edit(self, frame):
+        """Replace the text of the last user message and write its reply again."""
+        message_id, text = _message_id(frame), frame.get("text")
+        if not isinstance(text, str):
+            raise BadFrame("bad_frame", "`text` must be a string.")
+        text = text.strip()
+        _check_length(text)
+        choice = await self._model_choice(frame)
+        message = await db_async(selectors.message_in_conversation)(self.conversation, message_id)
+        if message is None:
+            raise BadFrame("not_found", "No such message in this conversation.")
+        route = await self._route(choice, text=text, attachment_count=_attachment_count(message))
+        if not await self._admitted(text=text, model=route.model):
+            return
+        await self._reply_start(await self._redo(
+            services.turn_edit, message=message, text=text, model=choice, reply_model=route.model,
+            route_reason=route.reason,
+        ))
+
+    async def on_continue(self, frame):
+        """Extend a reply that max_tokens cut short: the same message grows, its `seq` carries on."""
+        message = await db_async(selectors.message_in_conversation)(self.conversation, _message_id(frame))
+        if message is None:
+            raise BadFrame("not_found", "No such message in this conversation.")
+        _check_not_draining()
+        if not await self._admitted(text="", model=message.model):
+            return
+        message = await self._redo(services.message_continue_start, message=message)
+        await self._publish(frames.message_frame(frames.message_payload(message)))
+        await generation_start(message=message, user_id=self.scope["user"].pk, continuing=True)
 
     async def on_stop(self, frame):
         streaming = await db_async(selectors.streaming_message)(self.conversation.pk)
@@ -209,15 +258,65 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_send(control_group(self.conversation.pk), {"type": "generation.stop"})
 
     async def on_resume(self, frame):
-        message_id = frame.get("message")
-        if not isinstance(message_id, int) or isinstance(message_id, bool):
-            raise BadFrame("bad_frame", "`message` must be a message id.")
-        if not await self._send_current_state(message_id=message_id):
+        if not await self._send_current_state(message_id=_message_id(frame)):
             raise BadFrame("not_found", "No such message in this conversation.")
 
-    HANDLERS = {"send": on_send, "stop": on_stop, "resume": on_resume}
+    HANDLERS = {
+        "send": on_send, "stop": on_stop, "resume": on_resume, "regenerate": on_regenerate, "edit": on_edit,
+        "continue": on_continue,
+    }
 
     # --- helpers --------------------------------------------------------------------------------------
+
+    async def _model_choice(self, frame: dict) -> str | None:
+        """The frame's `model`: an offered model id, "auto", or absent (the conversation's)."""
+        model = frame.get("model")
+        if model is None:
+            return None
+        if not isinstance(model, str):
+            raise BadFrame("bad_frame", "`model` must be a model id.")
+        if model != registry.AUTO and not await db_async(registry.model_offered)(model):
+            raise BadFrame("bad_model", "That model is not offered here.")
+        return model
+
+    async def _route(self, choice: str | None, *, text: str, attachment_count: int) -> routing.Route:
+        """The model that answers, refusing first if the process is shutting down."""
+        _check_not_draining()
+        return await db_async(routing.route)(
+            choice or self.conversation.model, text=text, attachment_count=attachment_count
+        )
+
+    async def _admitted(self, *, text: str, model: str, attachment_ids: list[int] = ()) -> bool:
+        """Budget and rate limits, before anything is stored or sent upstream; a refusal is answered here."""
+        try:
+            await db_async(billing_services.request_admit)(
+                user_id=self.scope["user"].pk, conversation=self.conversation, text=text, model=model,
+                attachment_ids=attachment_ids,
+            )
+            return True
+        except billing_services.RequestRefused as refusal:
+            error = frames.error_frame(refusal.code, refusal.detail)
+            if refusal.retry_after is not None:
+                error["retry_after"] = refusal.retry_after
+            await self.send_json(error)
+            return False
+
+    async def _redo(self, service, **arguments):
+        try:
+            return await db_async(service)(conversation=self.conversation, **arguments)
+        except services.ConversationBusy:
+            raise BadFrame("busy", BUSY_DETAIL) from None
+        except services.TurnRefused as refusal:
+            raise BadFrame(refusal.code, refusal.detail) from None
+
+    async def _reply_start(self, turn: services.Turn) -> None:
+        for message_id in turn.removed_message_ids:
+            await self._publish(frames.removed_frame(message_id))
+        await self._publish(frames.message_frame(frames.message_payload(turn.user_message)))
+        await self._publish(frames.message_frame(frames.message_payload(turn.assistant_message)))
+        if turn.conversation_changed:
+            await self._publish(frames.conversation_frame(self.conversation))
+        await generation_start(message=turn.assistant_message, user_id=self.scope["user"].pk)
 
     async def _publish(self, frame: dict) -> None:
         await self.channel_layer.group_send(self.group, {"type": "chat.frame", "frame": frame})

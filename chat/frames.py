@@ -27,9 +27,20 @@ def message_payload(message: Message) -> dict:
         "duration_ms": message.duration_ms,
         "created_at": timestamp(message.created_at),
     }
+    if message.role == Message.Role.ASSISTANT:
+        payload.update(reply_fields(message.route_reason, message.notices, message.context_tokens, message.context_window))
     if message.role == Message.Role.USER:
-        payload["attachments"] = [attachment_payload(attachment) for attachment in message.attachments.all()]
+        position = {block.get("attachment_id"): index for index, block in enumerate(message.content)}
+        attachments = sorted(message.attachments.all(), key=lambda attachment: position.get(attachment.pk, 0))
+        payload["attachments"] = [attachment_payload(attachment) for attachment in attachments]
     return payload
+
+
+def reply_fields(route_reason: str, notices: list[str], context_tokens: int | None, context_window: int | None) -> dict:
+    """What only assistant messages carry: why Auto picked the model, notices about how the reply was made,
+    and how full the context window was (null until the reply's first request was measured)."""
+    context = {"tokens": context_tokens, "window": context_window} if context_window else None
+    return {"route_reason": route_reason, "notices": list(notices), "context": context}
 
 
 def attachment_payload(attachment: Attachment) -> dict:
@@ -64,6 +75,10 @@ def conversation_frame(conversation: Conversation) -> dict:
         "type": "conversation",
         "conversation": {"id": conversation.pk, "title": conversation.title, "model": conversation.model},
     }
+
+
+def removed_frame(message_id: int) -> dict:
+    return {"type": "removed", "message": message_id}
 
 
 def error_frame(code: str, detail: str, message_id: int | None = None) -> dict:

@@ -5,11 +5,24 @@ from django.db import models
 from django.db.models import Q
 
 
+class ThinkingLevel(models.TextChoices):
+    """How much a conversation's replies think first (chat/llm/request.py turns a level into request options)."""
+
+    OFF = "off"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
 class Conversation(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
     title = models.CharField(max_length=200, blank=True)
     model = models.CharField(max_length=100)
     system_prompt = models.TextField(blank=True)
+    thinking = models.CharField(
+        max_length=8, choices=ThinkingLevel.choices, default=ThinkingLevel.OFF,
+        help_text="Extended thinking: a token budget, or an effort level on models that think adaptively.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -55,6 +68,17 @@ class Message(models.Model):
     # process last proved it was alive. A `streaming` message with an old heartbeat was left by a dead process.
     seq = models.PositiveIntegerField(default=0)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    route_reason = models.CharField(
+        max_length=200, blank=True, help_text="Why the Auto choice picked this reply's model; empty when the user picked it."
+    )
+    notices = models.JSONField(
+        default=list, blank=True,
+        help_text="Sentences about how the reply was made: a fallback model, history left out, a tool limit.",
+    )
+    # How full the model's context window was after this reply (the last request's input plus its output), for
+    # the composer's gauge.
+    context_tokens = models.PositiveIntegerField(null=True, blank=True)
+    context_window = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -173,3 +197,16 @@ class Attachment(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class ToolSetting(models.Model):
+    """An admin's switch for one built-in tool (chat/llm/tools.py). A tool without a row is on."""
+
+    name = models.CharField(max_length=64, unique=True)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"{self.name} ({'on' if self.enabled else 'off'})"

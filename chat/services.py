@@ -2,16 +2,17 @@
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q, prefetch_related_objects
+from django.db.models import Q, Sum, prefetch_related_objects
 from django.utils import timezone
 
 from billing import selectors as billing_selectors
 from billing import services as billing_services
+from chat import selectors
 from chat.attachments.blocks import reference_block
 from chat.attachments.limits import AttachmentRefused
 from chat.attachments.services import attachments_claim, attachments_for_turn
@@ -29,6 +30,15 @@ class ConversationBusy(Exception):
     """A reply is already streaming in this conversation."""
 
 
+class TurnRefused(Exception):
+    """A regenerate, edit or continue that does not apply to the conversation as it is; `code` and `detail`
+    become an `error` frame (docs/protocol.md)."""
+
+    def __init__(self, code: str, detail: str):
+        super().__init__(detail)
+        self.code, self.detail = code, detail
+
+
 def conversation_create(*, owner) -> Conversation:
     return Conversation.objects.create(
         owner=owner,
@@ -40,6 +50,13 @@ def conversation_create(*, owner) -> Conversation:
 def conversation_rename(*, conversation: Conversation, title: str) -> None:
     conversation.title = title.strip()[:200]
     conversation.save(update_fields=["title", "updated_at"])
+
+
+def conversation_settings_update(*, conversation: Conversation, system_prompt: str, thinking: str) -> None:
+    """Takes effect from the next request: a reply already streaming keeps what it started with."""
+    conversation.system_prompt = system_prompt.strip()
+    conversation.thinking = thinking
+    conversation.save(update_fields=["system_prompt", "thinking", "updated_at"])
 
 
 def conversation_delete(*, conversation: Conversation) -> None:
@@ -56,10 +73,12 @@ class Turn:
     user_message: Message
     assistant_message: Message
     conversation_changed: bool
+    removed_message_ids: list[int] = field(default_factory=list)
 
 
 def turn_start(
-    *, conversation: Conversation, text: str, model: str | None = None, attachment_ids: list[int] = ()
+    *, conversation: Conversation, text: str, model: str | None = None, attachment_ids: list[int] = (),
+    reply_model: str = "", route_reason: str = "",
 ) -> Turn:
     """Store the user's message and the assistant's `streaming` placeholder, atomically.
 
@@ -67,7 +86,8 @@ def turn_start(
     streaming in the conversation, in this process or any other; the user's message is then not stored.
     The message claims the owner's uploads `attachment_ids` and refers to them ahead of its text; when one
     cannot be claimed, or the next request would break the API's limits, AttachmentRefused says so, and
-    nothing is stored either.
+    nothing is stored either. `model` is the user's pick for the conversation (it may be "auto");
+    `reply_model` the model that answers, with Auto's `route_reason` (chat/llm/routing.py).
     """
     attachments = []
     if attachment_ids:
@@ -86,13 +106,7 @@ def turn_start(
         with transaction.atomic():
             user_message = Message.objects.create(conversation=conversation, role=Message.Role.USER, content=content)
             attachments_claim(attachments=attachments, message=user_message)
-            assistant_message = Message.objects.create(
-                conversation=conversation,
-                role=Message.Role.ASSISTANT,
-                status=Message.Status.STREAMING,
-                model=conversation.model,
-                heartbeat_at=timezone.now(),
-            )
+            assistant_message = _reply_placeholder(conversation, reply_model, route_reason)
             conversation.save(update_fields=[*changed_fields, "updated_at"])
     except IntegrityError as error:
         conversation.refresh_from_db()
@@ -102,6 +116,90 @@ def turn_start(
         raise
     prefetch_related_objects([user_message], "attachments")  # its frame is built where queries can't run
     return Turn(user_message, assistant_message, conversation_changed=bool(changed_fields))
+
+
+def _reply_placeholder(conversation: Conversation, reply_model: str, route_reason: str) -> Message:
+    return Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        model=reply_model or conversation.model,
+        route_reason=route_reason,
+        heartbeat_at=timezone.now(),
+    )
+
+
+def turn_regenerate(
+    *, conversation: Conversation, model: str | None = None, reply_model: str = "", route_reason: str = ""
+) -> Turn:
+    """Answer the last user message again. The last reply is deleted (its ledger rows stay, with the message
+    emptied) and a new `streaming` placeholder takes its place."""
+    user_message = selectors.last_user_message(conversation)
+    latest = conversation.messages.last()
+    if user_message is None or latest.role != Message.Role.ASSISTANT:
+        raise TurnRefused("nothing_to_regenerate", "There is no reply to write again.")
+    return _turn_redo(conversation, user_message, model, reply_model, route_reason)
+
+
+def turn_edit(
+    *, conversation: Conversation, message: Message, text: str, model: str | None = None, reply_model: str = "",
+    route_reason: str = "",
+) -> Turn:
+    """Replace the text of the last user message (its attachments stay) and answer it again, as
+    `turn_regenerate` does."""
+    if message != selectors.last_user_message(conversation):
+        raise TurnRefused("not_editable", "Only your last message can be edited.")
+    content = [block for block in message.content if block.get("type") != "text"]
+    if text:
+        content.append({"type": "text", "text": text})
+    if not content:
+        raise TurnRefused("empty", "Write a message first.")
+    message.content = content
+    return _turn_redo(conversation, message, model, reply_model, route_reason, edited=True)
+
+
+def _turn_redo(conversation, user_message, model, reply_model, route_reason, *, edited=False) -> Turn:
+    changed = bool(model and model != conversation.model)
+    if changed:
+        conversation.model = model
+    try:
+        with transaction.atomic():
+            if conversation.messages.filter(status=Message.Status.STREAMING).exists():
+                raise ConversationBusy
+            later = conversation.messages.filter(created_at__gte=user_message.created_at).exclude(pk=user_message.pk)
+            removed = list(later.values_list("pk", flat=True))
+            later.delete()
+            if edited:
+                user_message.save(update_fields=["content"])
+            assistant_message = _reply_placeholder(conversation, reply_model, route_reason)
+            conversation.save(update_fields=["model", "updated_at"] if changed else ["updated_at"])
+    except (ConversationBusy, IntegrityError) as error:
+        conversation.refresh_from_db()
+        user_message.refresh_from_db()
+        raise ConversationBusy from error
+    prefetch_related_objects([user_message], "attachments")
+    return Turn(user_message, assistant_message, conversation_changed=changed, removed_message_ids=removed)
+
+
+def message_continue_start(*, message: Message) -> Message:
+    """Reopen a reply that max_tokens cut short, for a generation to extend it (chat/llm/generation.py).
+
+    Trailing whitespace is stripped from its last text block: the API refuses a prefill that ends in whitespace,
+    and the continuation brings its own.
+    """
+    with transaction.atomic():
+        message = Message.objects.select_for_update().get(pk=message.pk)
+        latest = message.conversation.messages.last()
+        if latest != message or message.stop_reason != "max_tokens" or message.status != Message.Status.COMPLETE:
+            raise TurnRefused("cannot_continue", "Only the last reply, cut off at its length limit, can be continued.")
+        if message.content and message.content[-1].get("type") == "text":
+            message.content[-1]["text"] = message.content[-1]["text"].rstrip()
+        message.status, message.stop_reason, message.heartbeat_at = Message.Status.STREAMING, "", timezone.now()
+        try:
+            message.save(update_fields=["content", "status", "stop_reason", "heartbeat_at"])
+        except IntegrityError as error:
+            raise ConversationBusy from error
+    return message
 
 
 def message_checkpoint(*, message_id: int, content: list[dict], seq: int) -> None:
@@ -121,6 +219,29 @@ class UpstreamAttempt:
     latency_ms: int | None = None
 
 
+@dataclass
+class UpstreamRequest:
+    """One request to the model and its HTTP attempts (the SDK's retries). A reply that uses tools makes
+    several requests, and a fallback to another model one more."""
+
+    model: str
+    attempts: list[UpstreamAttempt] = field(default_factory=list)
+    usage: TokenUsage = TokenUsage()
+    status: str = ApiCall.Status.OK
+    stop_reason: str = ""
+    error: str = ""
+    first_token_ms: int | None = None
+    latency_ms: int | None = None
+    is_fallback: bool = False
+
+
+LEDGER_STATUS = {
+    Message.Status.COMPLETE: ApiCall.Status.OK,
+    Message.Status.STOPPED: ApiCall.Status.STOPPED,
+    Message.Status.INTERRUPTED: ApiCall.Status.STOPPED,
+}
+
+
 def message_finish(
     *,
     message_id: int,
@@ -130,72 +251,103 @@ def message_finish(
     content: list[dict],
     seq: int,
     model: str,
-    usage: TokenUsage,
+    usage: TokenUsage = TokenUsage(),
     stop_reason: str = "",
     error: str = "",
     first_token_ms: int | None = None,
     duration_ms: int | None = None,
     attempts: list[UpstreamAttempt] = (),
+    requests: list[UpstreamRequest] | None = None,
+    notices: list[str] | None = None,
+    context: tuple[int, int] | None = None,
 ) -> Message | None:
-    """Settle a reply: final content, usage and cost on the message, one ApiCall row per upstream attempt.
+    """Settle a reply: its final content and state, and one ApiCall row per HTTP attempt of each request.
+
+    `requests` are the reply's upstream requests in order; without them the reply made one request to `model`,
+    described by `usage`, `stop_reason`, `first_token_ms`, `duration_ms` and `attempts`. The message's tokens and
+    cost are the sum of its ledger rows (a continued reply's earlier rows included). `context` is (tokens, window)
+    for the composer's gauge.
 
     The ledger is written even if the conversation was deleted meanwhile (it is money spent); the message is
     then gone and None is returned. Prices come from the admins' price table and are snapshotted on each row.
     Afterwards the user's rate-limit window and budget alerts are settled with the real usage.
     """
-    prices = billing_selectors.price_for_model(model)
-    cost = usage_cost(usage, prices)
+    if requests is None:
+        requests = [UpstreamRequest(
+            model, list(attempts), usage, LEDGER_STATUS.get(status, ApiCall.Status.ERROR), stop_reason or "", error,
+            first_token_ms, duration_ms,
+        )]
     calls = []
     with transaction.atomic():
         message = Message.objects.select_for_update().filter(pk=message_id).first()
+        conversation_exists = Conversation.objects.filter(pk=conversation_id).exists()
+        for request in requests:
+            calls += _ledger_rows(request, user_id, conversation_id if conversation_exists else None, message)
         if message is not None:
             message.status = status
             message.content = content
             message.seq = seq
+            message.model = model
             message.stop_reason = stop_reason or ""
             message.error = error
-            message.input_tokens = usage.input_tokens
-            message.output_tokens = usage.output_tokens
-            message.cache_read_input_tokens = usage.cache_read_input_tokens
-            message.cache_creation_input_tokens = usage.cache_creation_input_tokens
-            message.cost = cost
             message.first_token_ms = first_token_ms
             message.duration_ms = duration_ms
+            if notices is not None:
+                message.notices = notices
+            if context is not None:
+                message.context_tokens, message.context_window = context
+            _totals_from_ledger(message)
             message.save()
-        conversation_exists = Conversation.objects.filter(pk=conversation_id).exists()
-        ledger_status = {
-            Message.Status.COMPLETE: ApiCall.Status.OK,
-            Message.Status.STOPPED: ApiCall.Status.STOPPED,
-            Message.Status.INTERRUPTED: ApiCall.Status.STOPPED,
-        }
-        for number, attempt in enumerate(attempts, start=1):
-            is_last = number == len(attempts)
-            calls.append(ApiCall.objects.create(
-                user_id=user_id,
-                conversation_id=conversation_id if conversation_exists else None,
-                message=message,
-                model=model,
-                status=ledger_status.get(status, ApiCall.Status.ERROR) if is_last else ApiCall.Status.ERROR,
-                **_usage_fields(usage if is_last else TokenUsage()),
-                price_snapshot=prices.as_dict(),
-                cost=cost if is_last else 0,
-                latency_ms=duration_ms if is_last else attempt.latency_ms,
-                first_token_ms=first_token_ms if is_last else None,
-                stop_reason=(stop_reason or "") if is_last else "",
-                request_id=attempt.request_id,
-                http_status=attempt.http_status,
-                error=attempt.error or (error if is_last else ""),
-                attempt=number,
-                is_retry=number > 1,
-            ))
     for call in calls:
         _ledger_log(call)
     try:
-        billing_services.usage_settle(user_id=user_id, usage=usage)
+        billing_services.usage_settle(user_id=user_id, usage=sum((r.usage for r in requests), TokenUsage()))
     except Exception:
         # The ledger is committed; a cache or mail outage must not stop the reply from being delivered.
         log.exception("settling usage of message %s failed", message_id)
     return message
+
+
+def _ledger_rows(request: UpstreamRequest, user_id: int, conversation_id: int | None, message) -> list[ApiCall]:
+    """A request's rows: the failed attempts the SDK retried, then the last one, which carries the usage."""
+    prices = billing_selectors.price_for_model(request.model)
+    cost = usage_cost(request.usage, prices)
+    rows = []
+    for number, attempt in enumerate(request.attempts, start=1):
+        is_last = number == len(request.attempts)
+        rows.append(ApiCall.objects.create(
+            user_id=user_id,
+            conversation_id=conversation_id,
+            message=message,
+            model=request.model,
+            status=request.status if is_last else ApiCall.Status.ERROR,
+            **_usage_fields(request.usage if is_last else TokenUsage()),
+            price_snapshot=prices.as_dict(),
+            cost=cost if is_last else 0,
+            latency_ms=request.latency_ms if is_last else attempt.latency_ms,
+            first_token_ms=request.first_token_ms if is_last else None,
+            stop_reason=request.stop_reason if is_last else "",
+            request_id=attempt.request_id,
+            http_status=attempt.http_status,
+            error=attempt.error or (request.error if is_last else ""),
+            attempt=number,
+            is_retry=number > 1,
+            is_fallback=request.is_fallback,
+        ))
+    return rows
+
+
+def _totals_from_ledger(message: Message) -> None:
+    totals = ApiCall.objects.filter(message=message).aggregate(
+        input=Sum("input_tokens"), output=Sum("output_tokens"), read=Sum("cache_read_input_tokens"),
+        written_5m=Sum("cache_creation_5m_input_tokens"), written_1h=Sum("cache_creation_1h_input_tokens"),
+        cost=Sum("cost"),
+    )
+    message.input_tokens = totals["input"] or 0
+    message.output_tokens = totals["output"] or 0
+    message.cache_read_input_tokens = totals["read"] or 0
+    message.cache_creation_input_tokens = (totals["written_5m"] or 0) + (totals["written_1h"] or 0)
+    message.cost = totals["cost"] or 0
 
 
 def _ledger_log(call: ApiCall) -> None:

@@ -1,10 +1,11 @@
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from chat import frames, selectors, services
-from chat.llm.catalog import MODELS
+from chat.forms import ConversationSettingsForm
+from chat.llm.registry import AUTO, models_offered
 
 
 def _chat_page(request, conversation):
@@ -19,10 +20,17 @@ def _chat_page(request, conversation):
             "conversation": conversation,
             "conversations": selectors.conversations_for_user(request.user),
             "messages_data": messages_data,
-            "models": [{"id": spec.id, "display_name": spec.display_name} for spec in MODELS],
+            "models": model_choices(),
+            "settings_form": ConversationSettingsForm(instance=conversation) if conversation else None,
             "ws_path": f"/ws/conversations/{conversation.pk}/" if conversation else "",
         },
     )
+
+
+def model_choices() -> list[dict]:
+    """The picker: Auto, then every offered model."""
+    offered = [{"id": spec.id, "display_name": spec.display_name} for spec in models_offered()]
+    return [{"id": AUTO, "display_name": "Auto"}, *offered]
 
 
 @login_required
@@ -67,3 +75,15 @@ def conversation_delete_view(request, conversation_id):
     conversation = selectors.conversation_for_user(request.user, conversation_id)
     services.conversation_delete(conversation=conversation)
     return redirect("home")
+
+
+@login_required
+@require_POST
+def conversation_settings_view(request, conversation_id):
+    """The conversation's system prompt and thinking level, from the dialog in the chat header."""
+    conversation = selectors.conversation_for_user(request.user, conversation_id)
+    form = ConversationSettingsForm(request.POST, instance=conversation)
+    if not form.is_valid():
+        return HttpResponseBadRequest(" ".join(error for errors in form.errors.values() for error in errors))
+    services.conversation_settings_update(conversation=conversation, **form.cleaned_data)
+    return redirect("conversation_detail", conversation_id=conversation.pk)

@@ -165,6 +165,11 @@ ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="")
 ANTHROPIC_MAX_RETRIES = env.int("ANTHROPIC_MAX_RETRIES", default=2)
 CHAT_DEFAULT_MODEL = env.str("CHAT_DEFAULT_MODEL", default="claude-sonnet-5-5")
 CHAT_MAX_OUTPUT_TOKENS = env.int("CHAT_MAX_OUTPUT_TOKENS", default=4096)
+# The most input tokens one request may carry, below the model's own window (0: the model's window). Older
+# exchanges are left out to stay under it, which also caps what a long conversation costs per turn.
+CHAT_MAX_CONTEXT_TOKENS = env.int("CHAT_MAX_CONTEXT_TOKENS", default=0)
+# Rounds of tool calls one reply may make (each round: the model asks, the tools run, the model reads).
+CHAT_TOOL_MAX_ROUNDS = env.int("CHAT_TOOL_MAX_ROUNDS", default=5)
 
 # Tokens per second the offline model streams at; 0 streams instantly (tests). `make run` sets 60.
 OFFLINE_MODEL_TOKENS_PER_SECOND = env.float("OFFLINE_MODEL_TOKENS_PER_SECOND", default=0)

@@ -45,8 +45,8 @@ async def refused(socket, frame: dict) -> dict:
 
 
 async def test_an_image_and_a_pdf_reach_the_model_and_the_reply_describes_them(socket_for, owner, conversation):
-    image = await upload(owner, "photo.jpg", photo_bytes((4000, 3000)))
     pdf = await upload(owner, "report.pdf", pdf_bytes(["Quarterly report\nRevenue grew", "Appendix"]))
+    image = await upload(owner, "photo.jpg", photo_bytes((4000, 3000)))
     socket = await connected(socket_for, owner, conversation)
 
     await socket.send_json_to({"type": "send", "text": "What is in these?", "attachments": [image.pk, pdf.pk]})
@@ -57,7 +57,7 @@ async def test_an_image_and_a_pdf_reach_the_model_and_the_reply_describes_them(s
     assert "Image 1: JPEG, 1238 x 928, RGB." in reply.text
     assert 'Document 1: PDF, 2 pages, first line "Quarterly report".' in reply.text
     user_frame = frames[0]["message"]
-    assert [a["name"] for a in user_frame["attachments"]] == ["photo.jpg", "report.pdf"]
+    assert [a["name"] for a in user_frame["attachments"]] == ["photo.jpg", "report.pdf"]  # as sent, not uploaded
     assert user_frame["attachments"][0]["thumbnail_url"] == reverse("attachment_thumbnail", args=[image.pk])
 
 

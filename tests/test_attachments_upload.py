@@ -209,7 +209,16 @@ def test_a_file_over_the_size_limit_is_refused_and_the_others_are_kept(owner_cli
     assert "attachment" in results[1]
 
 
-def test_a_pdf_too_big_for_one_request_to_the_model_is_refused(owner_client, settings):
+def test_a_pdf_over_32_mb_is_refused(owner_client):
+    data = pdf_bytes(["Huge"]).replace(b"%%EOF", b"%" + b"x" * 33 * 1024 * 1024 + b"\n%%EOF")
+
+    response = upload(owner_client, ("huge.pdf", data))
+
+    assert response.json()["files"][0]["error"] == "This file is 33.0 MB; files can be at most 32 MB."
+    assert not Attachment.objects.exists()
+
+
+def test_a_pdf_too_big_for_one_request_to_the_model_is_refused(owner_client):
     padding = b"%" + b"x" * 24 * 1024 * 1024 + b"\n"
     data = pdf_bytes(["Big"]).replace(b"%%EOF", padding + b"%%EOF")
 

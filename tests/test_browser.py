@@ -271,3 +271,37 @@ def test_a_lost_delta_is_recovered_with_resume(page, server_url):
     shown = page.locator(LAST_REPLY).locator(".markdown").inner_text()
     page.reload()
     assert page.locator(LAST_REPLY).locator(".markdown").inner_text() == shown
+
+
+def test_an_attached_image_is_uploaded_sent_and_described_and_a_refused_file_says_why(page, server_url):
+    from attachment_samples import image_bytes
+
+    sign_up_and_start_a_chat(page, server_url, "attacher")
+    page.set_input_files(
+        "#attach-input",
+        files=[
+            {"name": "red square.png", "mimeType": "image/png", "buffer": image_bytes("PNG", (640, 480))},
+            {"name": "notes.png", "mimeType": "image/png", "buffer": b"a text file wearing a .png name"},
+        ],
+    )
+    ready = page.locator(".composer-attachment[data-status=ready]")
+    refused = page.locator(".composer-attachment[data-status=failed]")
+    ready.wait_for()
+    refused.wait_for()
+    assert ready.locator(".composer-attachment-meta").inner_text() == "640 × 480"
+    assert "can't be read as a JPEG, PNG, GIF or WebP image" in refused.locator(".composer-attachment-error").inner_text()
+
+    send(page, "What size is this image?")
+    page.wait_for_selector(".message-assistant[data-status=complete]", timeout=30_000)
+
+    assert "Image 1: PNG, 640 x 480, RGB." in page.locator(LAST_REPLY).inner_text()
+    assert page.locator(".composer-attachment").count() == 0, "the sent and the refused files left the composer"
+    attachment = page.locator(".message-user a.attachment")
+    assert attachment.locator(".attachment-name").inner_text() == "red square.png"
+    attachment.locator(".attachment-thumbnail").wait_for()
+    assert attachment.locator(".attachment-thumbnail").evaluate("img => img.complete && img.naturalWidth") == 320
+    full = page.request.get(server_url + attachment.get_attribute("href"))
+    assert full.status == 200 and full.headers["content-type"] == "image/png"
+
+    page.reload()
+    assert page.locator(".message-user .attachment-thumbnail").count() == 1

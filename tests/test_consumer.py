@@ -272,7 +272,8 @@ async def test_an_upstream_error_before_the_first_byte_fails_the_reply_readably(
     settings.ANTHROPIC_MAX_RETRIES = 0
     offline_model_reset.inject_fault(fault)
     socket = await connected(socket_for, owner, conversation)
-    await socket.send_json_to({"type": "send", "text": "Hello?"})
+    # A Haiku is the end of the fallback chain (test_models.py has the fallback itself).
+    await socket.send_json_to({"type": "send", "text": "Hello?", "model": "claude-haiku-5-5"})
 
     frames = await frames_until_final(socket)
 

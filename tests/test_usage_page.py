@@ -92,3 +92,22 @@ def test_it_runs_a_fixed_number_of_queries(client, owner, owner_spend, django_as
 
     with django_assert_max_num_queries(8):
         client.get(reverse("usage"))
+
+
+def test_the_chat_header_shows_what_the_conversation_cost(client, owner, conversation, owner_spend):
+    other = services.conversation_create(owner=owner)
+    spend(owner, "5", conversation=other)
+    client.force_login(owner)
+
+    response = client.get(reverse("conversation_detail", args=[conversation.pk]))
+
+    assert 'id="conversation-cost"' in response.content.decode()
+    assert "$0.1734</span>" in response.content.decode()
+
+
+def test_the_sidebar_links_to_the_usage_page(client, owner, conversation):
+    client.force_login(owner)
+
+    response = client.get(reverse("conversation_detail", args=[conversation.pk]))
+
+    assert f'href="{reverse("usage")}"' in response.content.decode()

@@ -47,6 +47,9 @@ class ModelSpec:
     vision: bool = True
     pdf: bool = True
     created_at: str = "2026-01-01T00:00:00Z"
+    # The `thinking.type` the model takes: "adaptive" (with an effort level), "enabled" (with a token budget),
+    # or "" for none. The SDK warns that `enabled` is deprecated on models that think adaptively.
+    thinking: str = "enabled"
 
 
 OPUS_PRICES = Prices(input=Decimal("5"), output=Decimal("25"))
@@ -56,11 +59,11 @@ HAIKU_PRICES = Prices(input=Decimal("1"), output=Decimal("5"))
 UNKNOWN_MODEL_PRICES = Prices(input=Decimal("15"), output=Decimal("75"))
 
 MODELS: tuple[ModelSpec, ...] = (
-    ModelSpec("claude-opus-5-5", "Claude Opus 5.5", "opus", 200_000, 64_000, OPUS_PRICES, created_at="2026-09-01T00:00:00Z"),
-    ModelSpec("claude-sonnet-5-5", "Claude Sonnet 5.5", "sonnet", 200_000, 64_000, SONNET_PRICES, created_at="2026-09-01T00:00:00Z"),
-    ModelSpec("claude-haiku-5-5", "Claude Haiku 5.5", "haiku", 200_000, 64_000, HAIKU_PRICES, created_at="2026-09-01T00:00:00Z"),
-    ModelSpec("claude-opus-4-6", "Claude Opus 4.6", "opus", 200_000, 64_000, OPUS_PRICES, created_at="2026-02-01T00:00:00Z"),
-    ModelSpec("claude-sonnet-4-6", "Claude Sonnet 4.6", "sonnet", 200_000, 64_000, SONNET_PRICES, created_at="2026-02-01T00:00:00Z"),
+    ModelSpec("claude-opus-5-5", "Claude Opus 5.5", "opus", 200_000, 64_000, OPUS_PRICES, created_at="2026-09-01T00:00:00Z", thinking="adaptive"),
+    ModelSpec("claude-sonnet-5-5", "Claude Sonnet 5.5", "sonnet", 200_000, 64_000, SONNET_PRICES, created_at="2026-09-01T00:00:00Z", thinking="adaptive"),
+    ModelSpec("claude-haiku-5-5", "Claude Haiku 5.5", "haiku", 200_000, 64_000, HAIKU_PRICES, created_at="2026-09-01T00:00:00Z", thinking="adaptive"),
+    ModelSpec("claude-opus-4-6", "Claude Opus 4.6", "opus", 200_000, 64_000, OPUS_PRICES, created_at="2026-02-01T00:00:00Z", thinking="adaptive"),
+    ModelSpec("claude-sonnet-4-6", "Claude Sonnet 4.6", "sonnet", 200_000, 64_000, SONNET_PRICES, created_at="2026-02-01T00:00:00Z", thinking="adaptive"),
     ModelSpec("claude-haiku-4-5", "Claude Haiku 4.5", "haiku", 200_000, 64_000, HAIKU_PRICES, created_at="2025-10-01T00:00:00Z"),
 )
 

@@ -23,7 +23,10 @@ class _SilenceWatchedStream(httpx2.AsyncByteStream):
         chunks = self.inner.__aiter__()
         while True:
             try:
-                chunk = await asyncio.wait_for(chunks.__anext__(), self.timeout)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation (a user's
+                # Stop) that lands just as a chunk arrives.
+                async with asyncio.timeout(self.timeout):
+                    chunk = await chunks.__anext__()
             except StopAsyncIteration:
                 return
             except TimeoutError:

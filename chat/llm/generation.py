@@ -3,11 +3,23 @@
 A generation is an asyncio task owned by the process, not by the websocket that asked for it: closing the
 tab does not stop it, and the full reply is in the database afterwards. It publishes coalesced frames to the
 conversation's channel-layer group, so every socket on the conversation (in any process) relays them.
+
+One reply may take several requests to the model, each measured against the context window first
+(chat/llm/context.py): when the model asks for tools, they run concurrently and their results go back in the
+next request, up to CHAT_TOOL_MAX_ROUNDS rounds; when a model stays overloaded after the SDK's retries, the
+next one down the chain answers (chat/llm/routing.py). The reply's message holds it all, tool calls and results
+included (chat/llm/request.py expands them into the API's turns), and every request is one entry of the ledger.
+
+The loop is our own rather than the SDK's tool runner (`client.beta.messages.tool_runner`): that runner owns
+the requests, while here every event must reach the sockets as it arrives, the reply must be checkpointed and
+stoppable between and inside requests, each request needs its context measured, its fallback and its ledger
+rows, and the thinking blocks must be kept exactly as sent. The tools themselves are the SDK's function tools.
 """
 
 import asyncio
 import collections
 import dataclasses
+import itertools
 import logging
 import time
 
@@ -18,16 +30,20 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from chat import frames, services
+from chat.llm import context, registry, routing
+from chat.llm import tools as tools_module
 from chat.llm.client import anthropic_client
 from chat.llm.offline import estimate_tokens
 from chat.llm.pricing import TokenUsage
-from chat.llm.request import request_build
-from chat.models import Message
+from chat.llm.request import RequestParts, request_assemble, request_parts
+from chat.models import ApiCall, Message
 
 log = logging.getLogger(__name__)
 
 # Longest wait for the channel layer to take one frame; past it the frame is dropped, not the reply.
 PUBLISH_TIMEOUT = 2.0
+# The Messages endpoint, whose every HTTP attempt is a ledger row; count_tokens and the Models API cost nothing.
+MESSAGES_PATH = "/v1/messages"
 
 # Generations running in this process, by conversation id. Tasks are kept here so they are not collected.
 running: dict[int, "Generation"] = {}
@@ -48,27 +64,41 @@ draining = False
 
 
 class Generation:
-    def __init__(self, *, message: Message, user_id: int):
+    def __init__(self, *, message: Message, user_id: int, continuing: bool = False):
         self.message_id = message.pk
         self.conversation_id = message.conversation_id
         self.user_id = user_id
         self.model = message.model
+        self.route_reason = message.route_reason
         self.created_at = message.created_at
         self.group = conversation_group(self.conversation_id)
         self.channel_layer = get_channel_layer()
-        self.blocks: list[dict] = []
-        self.seq = 0
+        # A continued reply (Continue after max_tokens) starts from what it said, its frames from its seq.
+        self.continuing = continuing
+        self.blocks: list[dict] = [dict(block) for block in message.content] if continuing else []
+        self.seq = message.seq if continuing else 0
+        self.notices: list[str] = list(message.notices) if continuing else []
         self.pending_parts: list[dict] = []
         self.outbox: collections.deque[dict] = collections.deque()
         self.has_pending = asyncio.Event()
         self.stop_requested = asyncio.Event()
         self.stop_status = Message.Status.STOPPED
-        self.attempts: list[services.UpstreamAttempt] = []
-        self.usage = TokenUsage()
-        self.stop_reason = ""
+        self.requests: list[services.UpstreamRequest] = []
+        self.is_fallback = False
+        # The response streaming now: where each of its content blocks sits in `blocks`, what it said (billed by
+        # estimate if it breaks off), when it started, and the block it extends when it continues a reply.
+        self.positions: list[int] = []
+        self.generated: list[str] = []
+        self.request_started = time.monotonic()
+        self.extending: tuple[int, str] | None = None  # (block position, its text before the continuation)
+        self.context: tuple[int, int] | None = None  # (input tokens measured, window) of the latest request
         self.first_token_ms: int | None = None
         self.started = time.monotonic()
         self.task: asyncio.Task | None = None
+
+    @property
+    def stop_reason(self) -> str:
+        return self.requests[-1].stop_reason if self.requests else ""
 
     # --- what sockets see -----------------------------------------------------------------------------
 
@@ -93,7 +123,14 @@ class Generation:
             "first_token_ms": self.first_token_ms,
             "duration_ms": None,
             "created_at": frames.timestamp(self.created_at),
+            **frames.reply_fields(self.route_reason, self.notices, *(self.context or (None, None))),
         }
+
+    def _announce(self) -> None:
+        """Queue the whole reply as a `message` frame, behind the deltas before it: a notice, the model or the
+        context gauge changed, which deltas do not carry."""
+        self.outbox.append(frames.message_frame(self.snapshot()))
+        self.has_pending.set()
 
     def _queue_pending_frame(self) -> None:
         """Turn the pending parts into the next delta frame, in the outbox that only the publisher sends from.
@@ -108,14 +145,16 @@ class Generation:
         self.outbox.append(frames.delta_frame(self.message_id, self.seq, parts))
         self.has_pending.set()
 
-    def _add_part(self, block_index: int, block_type: str, text: str) -> None:
+    def _add_part(self, block_index: int, block_type: str, text: str, **opening) -> None:
+        """Queue `text` for block `block_index`. `opening` fields describe a block the client creates from this
+        part: a tool_use's `id` and `name`, a tool_result's `tool_use_id` and `is_error`."""
         if self.first_token_ms is None:
             self.first_token_ms = int((time.monotonic() - self.started) * 1000)
         last = self.pending_parts[-1] if self.pending_parts else None
         if last and last["block"] == block_index and last["type"] == block_type:
             last["text"] += text
         else:
-            self.pending_parts.append({"block": block_index, "type": block_type, "text": text})
+            self.pending_parts.append({"block": block_index, "type": block_type, "text": text, **opening})
         self.has_pending.set()
 
     async def _publish(self, frame: dict) -> bool:
@@ -123,7 +162,10 @@ class Generation:
         checkpointed; sockets recover what they missed with `resume`."""
         try:
             message = {"type": "chat.frame", "frame": frame}
-            await asyncio.wait_for(self.channel_layer.group_send(self.group, message), PUBLISH_TIMEOUT)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that lands as
+            # the send completes, and this loop would then never stop.
+            async with asyncio.timeout(PUBLISH_TIMEOUT):
+                await self.channel_layer.group_send(self.group, message)
             return True
         except Exception as error:
             log.warning("publishing to %s failed: %r", self.group, error)
@@ -146,7 +188,7 @@ class Generation:
 
     async def _checkpoint_loop(self) -> None:
         """Save progress at a bounded rate, never per token, and keep the heartbeat fresh while quiet."""
-        saved_seq, saved_at = 0, time.monotonic()
+        saved_seq, saved_at = self.seq, time.monotonic()
         while True:
             await asyncio.sleep(settings.CHAT_CHECKPOINT_INTERVAL)
             quiet_for = time.monotonic() - saved_at
@@ -187,61 +229,176 @@ class Generation:
         self.stop_status = status
         self.stop_requested.set()
 
-    # --- the upstream stream --------------------------------------------------------------------------
+    # --- the upstream requests -----------------------------------------------------------------------------
 
     async def _record_attempt(self, response: httpx2.Response) -> None:
+        """Every HTTP attempt at the Messages endpoint, retries included, belongs to the request being made."""
+        if not response.request.url.path.endswith(MESSAGES_PATH):
+            return
         error = ""
         if response.status_code >= 400:
             await response.aread()
             error = f"HTTP {response.status_code}: {response.text[:500]}"
-        self.attempts.append(
+        self.requests[-1].attempts.append(
             services.UpstreamAttempt(
                 http_status=response.status_code,
                 request_id=response.headers.get("request-id", ""),
                 error=error,
-                latency_ms=int((time.monotonic() - self.started) * 1000),
+                latency_ms=int((time.monotonic() - self.request_started) * 1000),
             )
         )
 
-    def _apply_event(self, event) -> None:
+    def _apply_event(self, upstream: services.UpstreamRequest, event) -> None:
         if event.type == "message_start":
-            self.usage = TokenUsage.from_sdk(event.message.usage)
+            upstream.usage = TokenUsage.from_sdk(event.message.usage)
         elif event.type == "content_block_start":
-            block = event.content_block.model_dump(mode="json", exclude_none=True)
-            if block["type"] == "tool_use":
-                block["input"] = {}
-            self.blocks.append(block)
+            self._start_block(event.content_block.model_dump(mode="json", exclude_none=True))
         elif event.type == "content_block_delta":
-            self._apply_delta(len(self.blocks) - 1, event.delta)
+            if upstream.first_token_ms is None:
+                upstream.first_token_ms = int((time.monotonic() - self.request_started) * 1000)
+            self._apply_delta(self.positions[event.index], event.delta)
         elif event.type == "message_delta":
             # Kept in case the stream breaks before message_stop; the final message replaces it otherwise.
-            self.stop_reason = event.delta.stop_reason or ""
-            self.usage = dataclasses.replace(self.usage, output_tokens=event.usage.output_tokens)
+            upstream.stop_reason = event.delta.stop_reason or ""
+            upstream.usage = dataclasses.replace(upstream.usage, output_tokens=event.usage.output_tokens)
+
+    def _start_block(self, block: dict) -> None:
+        """A new content block: appended to the reply, except the first text of a continuation, which goes on
+        the end of the text it continues."""
+        if self.extending and not self.positions and block["type"] == "text":
+            self.positions.append(self.extending[0])
+            return
+        if block["type"] == "tool_use":
+            block["input"] = {}
+        self.blocks.append(block)
+        self.positions.append(len(self.blocks) - 1)
+        if block["type"] == "tool_use":
+            self._add_part(len(self.blocks) - 1, "tool_use", "", id=block["id"], name=block["name"])
 
     def _apply_delta(self, index: int, delta) -> None:
         block = self.blocks[index]
         if delta.type == "text_delta":
             block["text"] = block.get("text", "") + delta.text
             self._add_part(index, "text", delta.text)
+            self.generated.append(delta.text)
         elif delta.type == "thinking_delta":
             block["thinking"] = block.get("thinking", "") + delta.thinking
             self._add_part(index, "thinking", delta.thinking)
+            self.generated.append(delta.thinking)
         elif delta.type == "signature_delta":
             block["signature"] = delta.signature
         elif delta.type == "input_json_delta":
             block["partial_json"] = block.get("partial_json", "") + delta.partial_json
             self._add_part(index, "tool_use", delta.partial_json)
+            self.generated.append(delta.partial_json)
 
-    async def _stream(self, client: anthropic.AsyncAnthropic, request: dict) -> None:
-        async with client.messages.stream(**request) as stream:
-            async for event in stream:
-                self._apply_event(event)
-            final = await stream.get_final_message()
-        self.blocks = [block.model_dump(mode="json", exclude_none=True) for block in final.content]
-        self.usage = TokenUsage.from_sdk(final.usage)
-        self.stop_reason = final.stop_reason or ""
+    def _apply_final(self, final) -> None:
+        """The final message replaces what the deltas built: thinking blocks keep their signatures exactly, and
+        tool inputs arrive parsed."""
+        for position, block in zip(self.positions, final.content, strict=True):
+            dumped = block.model_dump(mode="json", exclude_none=True)
+            if self.extending and position == self.extending[0]:
+                dumped["text"] = self.extending[1] + dumped["text"]
+            self.blocks[position] = dumped
 
-    # --- the whole turn -------------------------------------------------------------------------------
+    async def _request(self, client: anthropic.AsyncAnthropic, request: dict) -> None:
+        """Stream one response into the reply. Its ledger entry is `self.requests[-1]`, whatever happens."""
+        upstream = services.UpstreamRequest(model=request["model"], status=ApiCall.Status.ERROR)
+        upstream.is_fallback = self.is_fallback
+        self.requests.append(upstream)
+        self.positions, self.generated, self.request_started = [], [], time.monotonic()
+        try:
+            async with client.messages.stream(**request) as stream:
+                async for event in stream:
+                    self._apply_event(upstream, event)
+                final = await stream.get_final_message()
+            self._apply_final(final)
+            upstream.usage = TokenUsage.from_sdk(final.usage)
+            upstream.stop_reason = final.stop_reason or ""
+            upstream.status = ApiCall.Status.OK
+        except asyncio.CancelledError:
+            upstream.status = ApiCall.Status.STOPPED
+            raise
+        except (anthropic.APIError, httpx2.HTTPError) as exc:
+            upstream.error = upstream_error_reason(exc)
+            raise
+        finally:
+            upstream.latency_ms = int((time.monotonic() - self.request_started) * 1000)
+            if upstream.status != ApiCall.Status.OK:
+                # The final usage never arrived: bill what was generated by estimate, as the API would have.
+                generated = estimate_tokens("".join(self.generated))
+                upstream.usage = dataclasses.replace(
+                    upstream.usage, output_tokens=max(upstream.usage.output_tokens, generated)
+                )
+
+    async def _respond(self, client: anthropic.AsyncAnthropic, parts: RequestParts, *, continuing: bool) -> None:
+        """One response to the conversation as it stands, measured to fit first, from the reply's model or,
+        while that one stays overloaded (529 after the SDK's retries), from the next one down the chain."""
+        while True:
+            model = await db_async(registry.model_for)(self.model)
+
+            def assemble(left_out: int) -> dict:
+                return request_assemble(
+                    parts, model=model, reply_blocks=self.blocks, left_out=left_out, continuing=continuing
+                )
+
+            fitted = await context.request_fit(client, parts, model, assemble)
+            self._measured(fitted)
+            try:
+                await self._request(client, fitted.request)
+                return
+            except anthropic.OverloadedError:
+                fallback = await db_async(routing.fallback_model)(self.model)
+                if fallback is None or self.positions:
+                    raise
+                self.notices.append(
+                    f"{model.display_name} was overloaded, so {fallback.display_name} wrote this reply instead."
+                )
+                self.model, self.is_fallback = fallback.id, True
+                self._announce()
+
+    def _measured(self, fitted: context.Fitted) -> None:
+        self.context = (fitted.tokens, fitted.window)
+        notice = fitted.notice()
+        if notice and notice not in self.notices:
+            self.notices.append(notice)
+        self._announce()
+
+    async def _converse(self) -> None:
+        """Ask the model, run the tools it asks for, and ask again with their results, until it answers."""
+        parts = await db_async(self._parts)()
+        if self.continuing and self.blocks and self.blocks[-1].get("type") == "text":
+            self.extending = (len(self.blocks) - 1, self.blocks[-1]["text"])
+        client = anthropic_client(on_response=self._record_attempt)
+        try:
+            for rounds in itertools.count():
+                await self._respond(client, parts, continuing=self.continuing and rounds == 0)
+                self.extending = None
+                if self.stop_reason != "tool_use":
+                    return
+                if rounds == settings.CHAT_TOOL_MAX_ROUNDS:
+                    self.notices.append(
+                        f"The reply ends here: it asked for tools again after {rounds} rounds of tool calls, "
+                        "the most one reply may make."
+                    )
+                    return
+                calls = [self.blocks[p] for p in self.positions if self.blocks[p]["type"] == "tool_use"]
+                await self._run_tools(calls, parts.tools)
+        finally:
+            await client.close()
+
+    def _parts(self) -> RequestParts:
+        message = Message.objects.select_related("conversation__owner").get(pk=self.message_id)
+        return request_parts(message.conversation, reply=message)
+
+    async def _run_tools(self, calls: list[dict], tools: list) -> None:
+        """Run the calls concurrently; each result is streamed as a `tool_result` part and kept in the reply."""
+        for result in await tools_module.tool_results(calls, tools):
+            self.blocks.append(result)
+            opening = {"tool_use_id": result["tool_use_id"], **({"is_error": True} if result.get("is_error") else {})}
+            self._add_part(len(self.blocks) - 1, "tool_result", result["content"], **opening)
+
+    # --- the whole turn -------------------------------------------------------------------------------------
 
     async def run(self) -> None:
         helpers = [asyncio.create_task(self._publish_loop()), asyncio.create_task(self._checkpoint_loop())]
@@ -250,14 +407,14 @@ class Generation:
             helpers.append(asyncio.create_task(self._control_loop(control)))
         status, error = Message.Status.FAILED, ""
         try:
-            status, error = await self._run_stream()
+            status, error = await self._run_until_stopped()
         except Exception:
             log.exception("generation for message %s failed", self.message_id)
             error = "Something went wrong on our side while writing this reply. What was received is kept."
         finally:
             for helper in helpers:
                 helper.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            await asyncio.wait(helpers, timeout=5)
             await self._settle(status, error)
             await self._leave_control_group(control)
             running.pop(self.conversation_id, None)
@@ -278,43 +435,41 @@ class Generation:
             except Exception as error:
                 log.warning("leaving the control group failed: %r", error)
 
-    async def _run_stream(self) -> tuple[str, str]:
-        request = await db_async(self._build_request)()
-        client = anthropic_client(on_response=self._record_attempt)
-        streaming = asyncio.create_task(self._stream(client, request))
+    async def _run_until_stopped(self) -> tuple[str, str]:
+        """The conversation with the model, until it ends or the user stops it, wherever it is: streaming,
+        measuring or running tools."""
+        conversing = asyncio.create_task(self._converse())
         stop_wait = asyncio.create_task(self.stop_requested.wait())
         try:
-            await asyncio.wait({streaming, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-            if not streaming.done():
+            await asyncio.wait({conversing, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if not conversing.done():
                 # Cancelling leaves the SDK's `async with`, which closes the HTTP response: the upstream stops
                 # generating and billing.
-                streaming.cancel()
-                await asyncio.gather(streaming, return_exceptions=True)
+                conversing.cancel()
+                await asyncio.gather(conversing, return_exceptions=True)
                 return self.stop_status, services.STOP_REASONS.get(self.stop_status, "")
-            streaming.result()
+            conversing.result()
             return Message.Status.COMPLETE, ""
         except (anthropic.APIError, httpx2.HTTPError) as exc:
             log.warning("upstream failed for message %s: %r", self.message_id, exc)
             return Message.Status.FAILED, upstream_error_reason(exc)
+        except context.ContextTooLong as refusal:
+            await self._publish(frames.error_frame("context_too_long", str(refusal), self.message_id))
+            return Message.Status.FAILED, str(refusal)
         finally:
             stop_wait.cancel()
-            await client.close()
-
-    def _build_request(self) -> dict:
-        message = Message.objects.select_related("conversation").get(pk=self.message_id)
-        return request_build(message.conversation, reply=message)
 
     async def _settle(self, status: str, error: str) -> None:
-        """Save the reply first, then tell the sockets: a dead channel layer must not cost the reply."""
+        """Save the reply first, then tell the sockets: a dead channel layer must not cost the reply.
+
+        A tool_use cut off mid-stream, or never run because the reply stopped, keeps no result; later requests
+        leave it out (chat/llm/request.py), so the history stays valid.
+        """
         self._queue_pending_frame()
         for block in self.blocks:
-            if block.get("type") == "tool_use" and "partial_json" in block:
-                block.pop("partial_json")
-        usage = self.usage
-        if status != Message.Status.COMPLETE:
-            # The final usage never arrived: bill what was generated by estimate, as the API would have.
-            generated = "".join(block.get("text", "") + block.get("thinking", "") for block in self.blocks)
-            usage = dataclasses.replace(usage, output_tokens=max(usage.output_tokens, estimate_tokens(generated)))
+            block.pop("partial_json", None)
+        latest = self.requests[-1] if self.requests else None
+        gauge = (self.context[0] + latest.usage.output_tokens, self.context[1]) if self.context and latest else None
         message = await db_async(services.message_finish)(
             message_id=self.message_id,
             user_id=self.user_id,
@@ -323,12 +478,13 @@ class Generation:
             content=self.blocks,
             seq=self.seq,
             model=self.model,
-            usage=usage if self.attempts else TokenUsage(),
-            stop_reason=self.stop_reason,
+            stop_reason=self.stop_reason if status == Message.Status.COMPLETE else "",
             error=error,
             first_token_ms=self.first_token_ms,
             duration_ms=int((time.monotonic() - self.started) * 1000),
-            attempts=self.attempts,
+            requests=self.requests,
+            notices=self.notices,
+            context=gauge,
         )
         await self._publish_outbox()
         if message is not None:
@@ -356,11 +512,18 @@ def _api_error_message(exc: anthropic.APIStatusError) -> str:
     return error.get("message") or exc.message
 
 
-async def generation_start(*, message: Message, user_id: int) -> Generation:
-    generation = Generation(message=message, user_id=user_id)
+async def generation_start(*, message: Message, user_id: int, continuing: bool = False) -> Generation:
+    generation = Generation(message=message, user_id=user_id, continuing=continuing)
     running[message.conversation_id] = generation
     generation.task = asyncio.create_task(generation.run(), name=f"generation-{message.pk}")
+    generation.task.add_done_callback(_log_if_failed)
     return generation
+
+
+def _log_if_failed(task: asyncio.Task) -> None:
+    """A generation must never die silently: its message would stay `streaming` until it goes stale."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("generation task %s died", task.get_name(), exc_info=task.exception())
 
 
 def generation_for_conversation(conversation_id: int) -> Generation | None:

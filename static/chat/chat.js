@@ -1,6 +1,6 @@
 /*
  * The chat page: the sidebar (rename, delete), the transcript (markdown rendered, sanitized and highlighted),
- * the conversation websocket (docs/protocol.md) with reconnect, and the composer.
+ * the conversation websocket (docs/protocol.md) with reconnect, and the composer with its attachments.
  *
  * Plain browser JavaScript with no build step. The vendored marked, DOMPurify and highlight.js scripts are
  * loaded before this one (all `defer`, so in document order). Nothing here runs inline, so the page works
@@ -269,6 +269,7 @@
     pendingResume: new Set(), // message ids a `resume` was sent for and no snapshot came back yet
     pendingSend: null, // the text of a `send` the server has neither echoed nor refused
     stopRequested: false, // a `stop` went out for the reply that is streaming
+    uploads: [], // the composer's attachments: {file, status, progress, attachment, error, request, ...}
   };
 
   function modelName(modelId) {
@@ -282,10 +283,49 @@
     if (message.role === "assistant") article.append(element("div", "message-author", "Claude"));
     const body = element("div", "message-body");
     const footer = element("footer", "message-meta");
-    article.append(body, footer);
-    const view = { message, lastSeq: message.seq, element: article, body, footer };
+    const actions = createActions(message.role);
+    article.append(body, footer, actions);
+    const view = { message, lastSeq: message.seq, element: article, body, footer, actions, editing: false };
     insertInOrder(article, message.id);
     return view;
+  }
+
+  // The last reply can be written again, or continued when its length limit cut it; the last user message can
+  // be edited. `updateActions` shows each button only where and when it applies.
+  const ACTIONS = {
+    assistant: [
+      ["continue", "Continue", "Continue this reply where it was cut off"],
+      ["regenerate", "Regenerate", "Write this reply again"],
+    ],
+    user: [["edit", "Edit", "Edit this message and write the reply again"]],
+  };
+
+  function createActions(role) {
+    const actions = element("div", "message-actions");
+    for (const [name, label, title] of ACTIONS[role] || []) {
+      const button = element("button", `message-action action-${name}`, label);
+      button.type = "button";
+      button.title = title;
+      button.dataset.action = name;
+      button.hidden = true;
+      actions.append(button);
+    }
+    return actions;
+  }
+
+  function updateActions() {
+    const views = [...chat.views.values()].sort((a, b) => a.message.id - b.message.id);
+    const last = views[views.length - 1];
+    const lastUser = views.filter((view) => view.message.role === "user").pop();
+    const idle = !isStreaming() && isConnected();
+    for (const view of views) {
+      const show = {
+        continue: idle && view === last && view.message.stop_reason === "max_tokens",
+        regenerate: idle && view === last && view.message.role === "assistant",
+        edit: idle && view === lastUser && !view.editing,
+      };
+      for (const button of view.actions.children) button.hidden = !show[button.dataset.action];
+    }
   }
 
   // Messages normally arrive in order; a snapshot after a reconnect may not, so keep the list sorted by id.
@@ -308,9 +348,44 @@
     view.body.replaceChildren();
     const attachments = view.message.attachments || [];
     if (attachments.length) view.body.append(renderAttachments(attachments));
+    if (view.editing) {
+      view.body.append(renderEditor(view));
+      return;
+    }
     for (const block of view.message.content) {
       if (block.type === "text") view.body.append(element("div", "user-text", block.text));
     }
+  }
+
+  // Editing the last message: Save sends `edit`, whose answer replaces this message and its reply.
+  function renderEditor(view) {
+    const form = element("form", "message-editor");
+    const input = element("textarea", "message-editor-input");
+    const texts = view.message.content.filter((block) => block.type === "text").map((block) => block.text);
+    input.value = texts.join("\n\n");
+    input.rows = Math.min(10, input.value.split("\n").length + 1);
+    input.setAttribute("aria-label", "Edit your message");
+    const save = element("button", "btn btn-primary", "Save and resend");
+    save.type = "submit";
+    const cancel = element("button", "btn btn-secondary", "Cancel");
+    cancel.type = "button";
+    cancel.addEventListener("click", () => {
+      view.editing = false;
+      scheduleRender(view);
+    });
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const text = input.value.trim();
+      if (sendFrame({ type: "edit", message: view.message.id, text, model: chat.modelSelect.value })) {
+        view.editing = false;
+        scheduleRender(view);
+      }
+    });
+    const buttons = element("div", "message-editor-buttons");
+    buttons.append(cancel, save);
+    form.append(input, buttons);
+    window.requestAnimationFrame(() => input.focus());
+    return form;
   }
 
   // Each attachment links to its owner-checked file URL; images show their thumbnail.
@@ -338,25 +413,72 @@
     const { body, message } = view;
     const streaming = message.status === "streaming";
     body.replaceChildren();
-    for (const block of message.content) {
+    if (message.route_reason) {
+      const reason = `Auto chose ${modelName(message.model)}: ${message.route_reason}.`;
+      body.append(element("p", "message-notice route-note", reason));
+    }
+    for (const notice of message.notices || []) body.append(element("p", "message-notice", notice));
+    const results = new Map();
+    for (const block of message.content) if (block.type === "tool_result") results.set(block.tool_use_id, block);
+    message.content.forEach((block, index) => {
       if (block.type === "text") {
         const container = element("div", "markdown");
         renderMarkdown(container, block.text || "");
         body.append(container);
       } else if (block.type === "thinking") {
-        body.append(renderThinking(view, block.thinking || ""));
+        body.append(renderThinking(view, block.thinking || "", streaming && index === message.content.length - 1));
       } else if (block.type === "tool_use") {
-        body.append(element("div", "tool-note", `Used the tool “${block.name}”`));
+        body.append(renderToolStep(view, block, results.get(block.id)));
       }
-    }
+    });
     if (streaming) body.append(...streamingIndicator(body));
   }
 
-  // Thinking is shown collapsed; the open/closed choice survives re-renders while the reply streams.
-  function renderThinking(view, text) {
+  // A tool call and its result, collapsed to one line ("calculator · 17*23 → 391"); open, the input and the
+  // whole result. Results are text from the tools, shown as text.
+  function renderToolStep(view, block, result) {
+    const input = block.input && Object.keys(block.input).length ? block.input : block.partial_json || "";
+    const argument = typeof input === "string" ? input : Object.values(input).join(", ");
+    const streaming = view.message.status === "streaming";
+    let state = "running";
+    if (result) state = result.is_error ? "error" : "done";
+    else if (!streaming) state = "skipped";
+    const details = element("details", `tool-step tool-${state}`);
+    details.dataset.toolName = block.name || "";
+    const openSteps = view.openSteps || (view.openSteps = new Set());
+    details.open = openSteps.has(block.id);
+    details.addEventListener("toggle", () => (details.open ? openSteps.add(block.id) : openSteps.delete(block.id)));
+    const summary = element("summary", "tool-summary");
+    summary.append(element("span", "tool-name", block.name || "tool"));
+    if (argument) summary.append(element("span", "tool-argument", argument));
+    const outcome = {
+      running: "running…",
+      done: `→ ${result && firstLine(result.content)}`,
+      error: "failed",
+      skipped: "not run",
+    }[state];
+    summary.append(element("span", "tool-outcome", outcome));
+    const shownInput = typeof input === "string" ? input : JSON.stringify(input, null, 2);
+    details.append(summary, element("div", "tool-label", "Input"), element("pre", "tool-io", shownInput));
+    if (result) {
+      const label = result.is_error ? "Error" : "Result";
+      details.append(element("div", "tool-label", label), element("pre", "tool-io", result.content || ""));
+    }
+    return details;
+  }
+
+  function firstLine(text) {
+    const line = String(text || "").split("\n")[0];
+    return line.length > 60 ? line.slice(0, 59) + "…" : line;
+  }
+
+  // Thinking is shown collapsed, above the answer; the open/closed choice survives re-renders while the reply
+  // streams.
+  function renderThinking(view, text, inProgress) {
     const details = element("details", "thinking");
     details.open = Boolean(view.thinkingOpen);
-    details.append(element("summary", "", "Thinking"), element("div", "thinking-text", text));
+    const summary = element("summary", "", inProgress ? "Thinking…" : "Thought process");
+    details.append(summary, element("div", "thinking-text", text));
     details.addEventListener("toggle", () => (view.thinkingOpen = details.open));
     return details;
   }
@@ -397,10 +519,15 @@
     if (message.status === "streaming" || (!usage.output_tokens && !Number(message.cost))) return;
     const parts = [modelName(message.model)];
     parts.push(`${integerFormat.format(usage.input_tokens || 0)} in / ${integerFormat.format(usage.output_tokens || 0)} out`);
-    if (usage.cache_read_input_tokens > 0) parts.push(`cached ${integerFormat.format(usage.cache_read_input_tokens)}`);
     parts.push(formatCost(message.cost || 0));
     if (message.duration_ms) parts.push(formatDuration(message.duration_ms));
     footer.append(element("span", "message-stats", parts.join(" · ")));
+    if (usage.cache_read_input_tokens > 0) {
+      const cached = element("span", "cache-badge", "Served from cache");
+      const tokens = integerFormat.format(usage.cache_read_input_tokens);
+      cached.title = `${tokens} input tokens were read from the prompt cache, at a tenth of the price`;
+      footer.append(cached);
+    }
   }
 
   // Rendering is batched: every change marks its view dirty, and one animation frame renders them all, so a
@@ -445,6 +572,23 @@
     document.getElementById("messages-empty").hidden = chat.views.size > 0;
     chat.list.setAttribute("aria-busy", String(isStreaming()));
     updateComposer();
+    updateContextGauge();
+  }
+
+  // How full the context window is: the latest reply's measure (its request's input plus its output).
+  function updateContextGauge() {
+    const gauge = document.getElementById("context-gauge");
+    const measured = [...chat.views.values()].filter((view) => view.message.context);
+    measured.sort((a, b) => a.message.id - b.message.id);
+    const context = measured.length ? measured[measured.length - 1].message.context : null;
+    gauge.hidden = !context;
+    if (!context) return;
+    const share = Math.min(1, context.tokens / context.window);
+    const meter = gauge.querySelector("meter");
+    meter.value = share;
+    const [used, window] = [context.tokens, context.window].map((tokens) => integerFormat.format(tokens));
+    gauge.querySelector(".context-gauge-text").textContent = `${used} of ${window} tokens (${Math.round(share * 100)}%)`;
+    gauge.title = "How full the model's context window is. When it would overflow, the oldest messages are left out.";
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -467,7 +611,7 @@
     const isNew = !chat.views.has(message.id);
     const view = upsertMessage(message);
     chat.pendingResume.delete(message.id);
-    if (isNew && message.role === "user" && chat.pendingSend !== null) acceptSentDraft();
+    if (isNew && message.role === "user" && chat.pendingSend !== null) acceptSentDraft(message);
     scheduleRender(view);
   }
 
@@ -487,14 +631,30 @@
     scheduleRender(view);
   }
 
-  // Content blocks keep their text where the Messages API does: `thinking` for thinking, `text` otherwise.
+  // Content blocks keep their text where the Messages API does: `thinking` for thinking, the input's JSON as it
+  // streams in `partial_json` for a tool_use, `content` for a tool_result, `text` otherwise. The part that
+  // opens a tool block also carries its `id` and `name`, or `tool_use_id` and `is_error`.
+  const PART_FIELDS = { thinking: "thinking", tool_use: "partial_json", tool_result: "content" };
+
   function applyParts(content, parts) {
     for (const part of parts) {
-      if (!content[part.block]) content[part.block] = { type: part.type };
+      if (!content[part.block]) {
+        const { block: _index, text: _text, ...opening } = part;
+        content[part.block] = opening;
+      }
       const block = content[part.block];
-      const field = block.type === "thinking" ? "thinking" : "text";
+      const field = PART_FIELDS[block.type] || "text";
       block[field] = (block[field] || "") + part.text;
     }
+  }
+
+  function onRemovedFrame(frame) {
+    const view = chat.views.get(frame.message);
+    if (!view) return;
+    view.element.remove();
+    chat.views.delete(frame.message);
+    chat.dirty.delete(view);
+    updateTranscriptState();
   }
 
   function onConversationFrame(frame) {
@@ -519,6 +679,7 @@
     message: onMessageFrame,
     delta: onDeltaFrame,
     conversation: onConversationFrame,
+    removed: onRemovedFrame,
     error: onErrorFrame,
   };
 
@@ -608,25 +769,35 @@
     chat.stopButton.hidden = !streaming;
     if (!streaming) chat.stopRequested = false;
     chat.stopButton.disabled = chat.stopRequested || !isConnected();
-    chat.sendButton.disabled =
-      streaming || chat.pendingSend !== null || !isConnected() || chat.input.value.trim() === "";
+    // Attachments still uploading hold the send back; attachments alone (no text) make a message.
+    const uploading = chat.uploads.some((upload) => upload.status === "uploading");
+    const empty = chat.input.value.trim() === "" && readyAttachmentIds().length === 0;
+    chat.sendButton.disabled = streaming || chat.pendingSend !== null || !isConnected() || uploading || empty;
+    updateActions();
   }
 
   function sendDraft() {
     if (chat.sendButton.disabled) return;
     const text = chat.input.value.trim();
-    if (sendFrame({ type: "send", text, model: chat.modelSelect.value })) {
+    const attachments = readyAttachmentIds();
+    if (sendFrame({ type: "send", text, model: chat.modelSelect.value, attachments })) {
       chat.pendingSend = text;
       updateComposer();
     }
   }
 
   // The server echoed our message: the draft is now in the transcript. If the user kept typing meanwhile,
-  // their new text is not ours to clear.
-  function acceptSentDraft() {
+  // their new text is not ours to clear. The attachments it carried leave the composer, and so do refused
+  // files, whose reasons were on show; uploads added meanwhile stay.
+  function acceptSentDraft(message) {
     if (chat.input.value.trim() === chat.pendingSend) {
       chat.input.value = "";
       growComposer();
+    }
+    const sent = new Set((message.attachments || []).map((attachment) => attachment.id));
+    for (const upload of [...chat.uploads]) {
+      const wasSent = upload.attachment && sent.has(upload.attachment.id);
+      if (wasSent || upload.status === "failed") removeUpload(upload);
     }
     chat.pendingSend = null;
     chat.forceScroll = true;
@@ -646,6 +817,192 @@
     if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) return;
     event.preventDefault();
     sendDraft();
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Attachments: files picked, dropped on the conversation or pasted are uploaded at once, one request per
+  // file (XMLHttpRequest, for its upload progress; docs/protocol.md, "Uploading attachments"). The `send`
+  // frame then names the ids the server accepted; a refused file shows the server's reason until removed.
+
+  const MAX_ATTACHMENTS = 20; // per message, as the server enforces
+
+  function addFiles(files) {
+    for (const file of files) {
+      if (chat.uploads.length >= MAX_ATTACHMENTS) {
+        showNotice(`A message can carry at most ${MAX_ATTACHMENTS} attachments.`);
+        break;
+      }
+      const upload = { file, status: "uploading", progress: 0, attachment: null, error: "", request: null };
+      if (file.type.startsWith("image/")) upload.previewUrl = URL.createObjectURL(file);
+      chat.uploads.push(upload);
+      startUpload(upload);
+    }
+    renderUploads();
+  }
+
+  function startUpload(upload) {
+    const request = new XMLHttpRequest();
+    upload.request = request;
+    request.open("POST", chat.root.dataset.uploadUrl);
+    request.setRequestHeader("X-CSRFToken", readCookie("csrftoken"));
+    request.responseType = "json";
+    request.upload.addEventListener("progress", (event) => {
+      if (!event.lengthComputable) return;
+      upload.progress = event.loaded / event.total;
+      if (upload.bar) upload.bar.value = upload.progress;
+    });
+    request.addEventListener("load", () => finishUpload(upload, request));
+    request.addEventListener("error", () => {
+      finishUpload(upload, { status: 0, response: { error: "The upload failed: the connection was lost." } });
+    });
+    const form = new FormData();
+    // A pasted screenshot may come without a name; the server only displays it anyway.
+    form.append("file", upload.file, upload.file.name || "pasted image.png");
+    request.send(form);
+  }
+
+  function finishUpload(upload, request) {
+    upload.request = null;
+    const body = request.response || {};
+    const result = (body.files || [])[0];
+    if (request.status === 200 && result && result.attachment) {
+      upload.status = "ready";
+      upload.attachment = result.attachment;
+    } else {
+      upload.status = "failed";
+      const fallback = `The upload failed (HTTP ${request.status}). Reload the page and try again.`;
+      upload.error = (result && result.error) || body.error || fallback;
+    }
+    renderUploads();
+  }
+
+  function removeUpload(upload) {
+    if (upload.request) upload.request.abort();
+    if (upload.previewUrl) URL.revokeObjectURL(upload.previewUrl);
+    chat.uploads = chat.uploads.filter((candidate) => candidate !== upload);
+    renderUploads();
+  }
+
+  function readyAttachmentIds() {
+    return chat.uploads.filter((upload) => upload.status === "ready").map((upload) => upload.attachment.id);
+  }
+
+  function renderUploads() {
+    const tray = document.getElementById("composer-attachments");
+    tray.replaceChildren(...chat.uploads.map(renderUpload));
+    tray.hidden = chat.uploads.length === 0;
+    updateComposer();
+  }
+
+  // A chip per file: a preview (the server's thumbnail once processed) or "PDF", the name, then a progress
+  // bar, what the server made of it (size or pages), or its reason for refusing it; and a remove button.
+  function renderUpload(upload) {
+    const { attachment, status } = upload;
+    const name = attachment ? attachment.name : upload.file.name || "pasted image";
+    const item = element("li", `composer-attachment is-${status}`);
+    item.dataset.status = status;
+    const previewUrl = (attachment && attachment.thumbnail_url) || upload.previewUrl;
+    if (previewUrl && status !== "failed" && !(attachment && attachment.kind === "pdf")) {
+      const preview = element("img", "composer-attachment-preview");
+      preview.src = previewUrl;
+      preview.alt = "";
+      item.append(preview);
+    } else {
+      const isPdf = upload.file.type === "application/pdf" || (attachment && attachment.kind === "pdf");
+      item.append(element("span", "composer-attachment-kind", isPdf ? "PDF" : "File"));
+    }
+    const details = element("div", "composer-attachment-details");
+    details.append(element("span", "composer-attachment-name", name));
+    if (status === "uploading") {
+      upload.bar = element("progress", "composer-attachment-progress");
+      upload.bar.max = 1;
+      upload.bar.value = upload.progress;
+      upload.bar.setAttribute("aria-label", `Uploading ${name}`);
+      details.append(upload.bar);
+    } else if (status === "failed") {
+      details.append(element("span", "composer-attachment-error", upload.error));
+    } else {
+      details.append(element("span", "composer-attachment-meta", describeAttachment(attachment)));
+    }
+    const remove = element("button", "composer-attachment-remove", "×");
+    remove.type = "button";
+    remove.setAttribute("aria-label", `Remove ${name}`);
+    remove.addEventListener("click", () => removeUpload(upload));
+    item.append(details, remove);
+    return item;
+  }
+
+  function describeAttachment(attachment) {
+    if (attachment.kind !== "pdf") return `${attachment.width} × ${attachment.height}`;
+    return `${attachment.page_count} page${attachment.page_count === 1 ? "" : "s"}`;
+  }
+
+  function hasFiles(event) {
+    return Boolean(event.dataTransfer) && [...event.dataTransfer.types].includes("Files");
+  }
+
+  // Drop anywhere on the conversation; a file dropped elsewhere on the page must not navigate away to it.
+  // Paste (a screenshot with Ctrl+V) anywhere on the page; pasted text is left to the browser.
+  function initAttachments(root) {
+    const input = document.getElementById("attach-input");
+    document.getElementById("attach-button").addEventListener("click", () => input.click());
+    input.addEventListener("change", () => {
+      addFiles([...input.files]);
+      input.value = ""; // so the same file can be chosen again
+    });
+
+    let dragDepth = 0; // dragenter/dragleave fire for every child element crossed
+    root.addEventListener("dragenter", (event) => {
+      if (!hasFiles(event)) return;
+      dragDepth += 1;
+      root.classList.add("is-dropping");
+    });
+    root.addEventListener("dragleave", (event) => {
+      if (!hasFiles(event)) return;
+      dragDepth = Math.max(0, dragDepth - 1);
+      if (dragDepth === 0) root.classList.remove("is-dropping");
+    });
+    root.addEventListener("drop", (event) => {
+      if (!hasFiles(event)) return;
+      event.preventDefault();
+      dragDepth = 0;
+      root.classList.remove("is-dropping");
+      addFiles([...event.dataTransfer.files]);
+    });
+    for (const type of ["dragover", "drop"]) {
+      window.addEventListener(type, (event) => {
+        if (hasFiles(event)) event.preventDefault();
+      });
+    }
+    document.addEventListener("paste", (event) => {
+      const files = [...((event.clipboardData && event.clipboardData.files) || [])];
+      if (!files.length) return;
+      event.preventDefault();
+      addFiles(files);
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Message actions (continue, regenerate, edit) and the conversation's settings dialog.
+
+  function onMessageAction(button) {
+    const view = chat.views.get(Number(button.closest(".message").dataset.messageId));
+    if (!view) return;
+    const action = button.dataset.action;
+    if (action === "edit") {
+      view.editing = true;
+      scheduleRender(view);
+    } else if (action === "continue") {
+      sendFrame({ type: "continue", message: view.message.id });
+    } else if (action === "regenerate") {
+      sendFrame({ type: "regenerate", model: chat.modelSelect.value });
+    }
+  }
+
+  function initSettingsDialog() {
+    const dialog = document.getElementById("settings-dialog");
+    document.getElementById("settings-button").addEventListener("click", () => dialog.showModal());
+    dialog.querySelector(".dialog-cancel").addEventListener("click", () => dialog.close());
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -675,7 +1032,11 @@
       updateComposer();
     });
     chat.stopButton.addEventListener("click", stopReply);
+    initAttachments(root);
+    initSettingsDialog();
     chat.list.addEventListener("click", (event) => {
+      const action = event.target.closest(".message-action");
+      if (action) onMessageAction(action);
       const copy = event.target.closest(".copy-code");
       if (copy) copyCode(copy);
     });

@@ -32,6 +32,8 @@ STATUS_FAULTS = {
 STREAM_FAULTS = ("error_event", "disconnect", "stall")
 FAULT_KINDS = (*STATUS_FAULTS, *STREAM_FAULTS)
 MAX_MODELS_PAGE = 1000
+# How many /v1/messages request bodies `received` keeps, newest last.
+RECEIVED_KEPT = 100
 
 # Per content block type: the delta that streams it (type, field), and the empty block that opens it.
 DELTA_FIELDS = {
@@ -65,6 +67,7 @@ class OfflineModel:
 
     State changes happen under a lock, so the instance can serve event loops in several threads.
     `clock` returns seconds and drives cache TTLs; tests replace it to expire entries without sleeping.
+    `received` holds the latest /v1/messages request bodies as sent, for tests that check what went upstream.
     """
 
     def __init__(self) -> None:
@@ -73,6 +76,7 @@ class OfflineModel:
         self._cache = PromptCache()
         self._faults: deque[Fault] = deque()
         self._requests = 0
+        self.received: deque[dict] = deque(maxlen=RECEIVED_KEPT)
         self._lock = threading.Lock()
 
     def inject_fault(
@@ -95,6 +99,7 @@ class OfflineModel:
         with self._lock:
             self._cache.clear()
             self._faults.clear()
+            self.received.clear()
         self.clock = time.monotonic
 
     async def handle(self, request: httpx2.Request) -> httpx2.Response:
@@ -118,7 +123,10 @@ class OfflineModel:
         return error_response(404, "not_found_error", f"Not found: {method} {path}", request_id)
 
     def _messages(self, request: httpx2.Request, request_id: str) -> httpx2.Response:
-        prompt = read_prompt(_json_body(request))
+        body = _json_body(request)
+        with self._lock:
+            self.received.append(body)
+        prompt = read_prompt(body)
         with self._lock:
             fault = self._faults.popleft() if self._faults else None
             if fault and fault.kind in STATUS_FAULTS:

@@ -78,6 +78,7 @@ def read_prompt(body: object, *, counting: bool = False) -> Prompt:
     max_tokens = body.get("max_tokens")
     if not counting:
         _check_max_tokens(model, max_tokens)
+        _check_thinking_budget(body, max_tokens)
     tools = _read_tools(body.get("tools"))
     system = _read_system(body.get("system"))
     messages = _read_messages(body.get("messages"))
@@ -124,6 +125,17 @@ def _check_max_tokens(model: str, max_tokens: object) -> None:
         )
 
 
+def _check_thinking_budget(body: dict, max_tokens: int) -> None:
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+        return
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1024:
+        raise InvalidRequest("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
+    if budget >= max_tokens:
+        raise InvalidRequest("`max_tokens` must be greater than `thinking.budget_tokens`")
+
+
 def _read_tools(tools: object) -> list[dict]:
     if tools is None:
         return []
@@ -162,7 +174,16 @@ def _read_messages(messages: object) -> list[dict]:
             )
         normalised.append({"role": message["role"], "content": _read_content(index, message.get("content"))})
     _check_tool_results(normalised)
+    _check_prefill(normalised)
     return normalised
+
+
+def _check_prefill(messages: list[dict]) -> None:
+    """A final assistant turn is the start of the reply, which the API refuses to end in whitespace."""
+    last = messages[-1]
+    if last["role"] == "assistant" and last["content"][-1]["type"] == "text":
+        if last["content"][-1]["text"] != last["content"][-1]["text"].rstrip():
+            raise InvalidRequest("final assistant content cannot end with trailing whitespace")
 
 
 def _read_content(index: int, content: object) -> list[dict]:

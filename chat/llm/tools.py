@@ -1,0 +1,218 @@
+"""The built-in tools the model may call: small, safe, and answering for one user only.
+
+Each tool is an SDK function tool (`anthropic.beta_tool`): its JSON schema comes from the function's signature
+and docstring, and `call()` validates the model's input against that schema before the function runs. The
+tools are made for each reply, for the user it answers: `current_time` reads their time zone, and
+`search_conversations` reads only their own messages. Admins switch tools off in the admin (ToolSetting).
+
+The loop that runs them is in chat/llm/generation.py.
+"""
+
+import ast
+import asyncio
+import json
+import logging
+import math
+import operator
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+import pydantic
+from anthropic import beta_tool
+from anthropic.lib.tools import BetaFunctionTool
+from django.utils import timezone
+
+from chat import selectors
+from chat.db import db_async
+
+log = logging.getLogger(__name__)
+
+TOOL_NAMES = ("calculator", "current_time", "search_conversations")
+
+MAX_EXPRESSION_CHARS = 200
+# Integers beyond this many bits (about 3,000 digits) are refused, and so is any power that would make one:
+# `9**9**9` must fail at once, not after minutes of arithmetic.
+MAX_INTEGER_BITS = 10_000
+SEARCH_MATCHES = 5
+SEARCH_SCANNED = 5_000
+EXCERPT_CHARS = 160
+
+OPERATORS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
+}
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """Whom the tools answer for."""
+
+    user_id: int
+    time_zone: str
+    conversation_id: int
+
+
+def tools_for(context: ToolContext, names: list[str]) -> list[BetaFunctionTool]:
+    """The tools called `names` (in TOOL_NAMES order), made for `context`."""
+    made = {
+        "calculator": calculator,
+        "current_time": _current_time_tool(context),
+        "search_conversations": _search_tool(context),
+    }
+    return [made[name] for name in TOOL_NAMES if name in names]
+
+
+def tool_definitions(tools: list[BetaFunctionTool]) -> list[dict]:
+    """The `tools` of a request. They come before everything else in the prompt, so they never vary by turn."""
+    return [dict(tool.to_dict()) for tool in tools]
+
+
+async def tool_results(calls: list[dict], tools: list[BetaFunctionTool]) -> list[dict]:
+    """One tool_result block for each tool_use block in `calls`, in the same order. The calls run concurrently
+    (each in a worker thread with its own database connection); a failing call becomes an `is_error` result the
+    model can read and act on, never an exception here."""
+    by_name = {tool.name: tool for tool in tools}
+    return list(await asyncio.gather(*(_result(call, by_name.get(call["name"])) for call in calls)))
+
+
+async def _result(call: dict, tool: BetaFunctionTool | None) -> dict:
+    try:
+        if tool is None:
+            raise ValueError(f"There is no tool called {call['name']!r} here.")
+        content, is_error = str(await db_async(tool.call)(call.get("input") or {})), False
+    except ValueError as error:  # a wrong input: say what, so the model can correct it
+        content, is_error = _input_error(error), True
+    except Exception:
+        log.exception("tool %s failed", call.get("name"))
+        content, is_error = "The tool failed unexpectedly.", True
+    block = {"type": "tool_result", "tool_use_id": call["id"], "content": content}
+    if is_error:
+        block["is_error"] = True
+    return block
+
+
+def _input_error(error: ValueError) -> str:
+    """The SDK raises "Invalid arguments for function X" from pydantic's ValidationError: name each field."""
+    if isinstance(error.__cause__, pydantic.ValidationError):
+        fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.__cause__.errors())
+        return f"{error} ({fields})"
+    return str(error)
+
+
+# --- calculator ------------------------------------------------------------------------------------------
+
+
+@beta_tool
+def calculator(expression: str) -> str:
+    """Evaluate an arithmetic expression exactly. Use it for any arithmetic the answer depends on.
+
+    Numbers, parentheses and the operators + - * / // % and ** (or ^); no names or functions.
+
+    Args:
+        expression: The expression, for example (17 * 23) / 4.
+    """
+    result = calculate(expression)
+    return str(result) if isinstance(result, int) else format(result, ".12g")
+
+
+def calculate(expression: str) -> int | float:
+    """The value of an arithmetic expression, by walking its syntax tree: nothing is ever `eval`-ed, and only
+    numbers and the arithmetic operators above are accepted. Raises ValueError for anything else."""
+    if len(expression) > MAX_EXPRESSION_CHARS:
+        raise ValueError(f"The expression is longer than {MAX_EXPRESSION_CHARS} characters.")
+    try:
+        tree = ast.parse(expression.replace("^", "**"), mode="eval")
+    except SyntaxError:
+        raise ValueError(f"{expression!r} is not an arithmetic expression.") from None
+    try:
+        result = _evaluate(tree.body)
+    except ZeroDivisionError:
+        raise ValueError("Division by zero.") from None
+    except OverflowError:
+        raise ValueError("The result is too large.") from None
+    if isinstance(result, complex):
+        raise ValueError("The result is not a real number.")
+    return result
+
+
+def _evaluate(node: ast.AST) -> int | float:
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and type(node.op) in OPERATORS:
+        return OPERATORS[type(node.op)](_evaluate(node.operand))
+    if isinstance(node, ast.BinOp) and type(node.op) in OPERATORS:
+        left, right = _evaluate(node.left), _evaluate(node.right)
+        if isinstance(node.op, ast.Pow):
+            _check_power(left, right)
+        result = OPERATORS[type(node.op)](left, right)
+        if isinstance(result, int) and result.bit_length() > MAX_INTEGER_BITS:
+            raise ValueError("The result is too large.")
+        return result
+    raise ValueError(f"Only numbers and arithmetic operators are allowed, not {type(node).__name__}.")
+
+
+def _check_power(base: int | float, exponent: int | float) -> None:
+    """Refuse a power whose result would pass MAX_INTEGER_BITS, before computing it."""
+    if abs(base) > 1 and abs(exponent) * math.log2(abs(base)) > MAX_INTEGER_BITS:
+        raise ValueError("The result is too large.")
+
+
+# --- current_time ----------------------------------------------------------------------------------------
+
+
+def _current_time_tool(context: ToolContext) -> BetaFunctionTool:
+    def current_time() -> str:
+        """The current date and time where the user is (their time zone setting)."""
+        now = timezone.now().astimezone(ZoneInfo(context.time_zone))
+        return f"{now.isoformat(timespec='seconds')} ({now:%A}, {context.time_zone})"
+
+    return beta_tool(current_time)
+
+
+# --- search_conversations --------------------------------------------------------------------------------
+
+
+def _search_tool(context: ToolContext) -> BetaFunctionTool:
+    def search_conversations(query: str) -> str:
+        """Search the user's other conversations with you for a word or phrase.
+
+        The newest matches come back with their conversation's title, date and an excerpt.
+
+        Args:
+            query: The word or phrase to look for.
+        """
+        query = query.strip()
+        if not query:
+            raise ValueError("The query is empty.")
+        matches = selectors.messages_matching(
+            context.user_id, query, exclude_conversation_id=context.conversation_id,
+            limit=SEARCH_MATCHES, scanned=SEARCH_SCANNED,
+        )
+        if not matches:
+            return f"No message in the user's other conversations contains {query!r}."
+        return json.dumps([_search_match(message, query) for message in matches], ensure_ascii=False)
+
+    return beta_tool(search_conversations)
+
+
+def _search_match(message, query: str) -> dict:
+    return {
+        "conversation": message.conversation.title or "Untitled",
+        "date": message.created_at.date().isoformat(),
+        "author": "user" if message.role == "user" else "assistant",
+        "excerpt": _excerpt(message.text, query),
+    }
+
+
+def _excerpt(text: str, query: str) -> str:
+    """About EXCERPT_CHARS of `text` around the first match, on one line."""
+    start = max(0, text.casefold().find(query.casefold()) - EXCERPT_CHARS // 2)
+    excerpt = " ".join(text[start : start + EXCERPT_CHARS].split())
+    return ("…" if start else "") + excerpt + ("…" if start + EXCERPT_CHARS < len(text) else "")
