@@ -68,6 +68,11 @@ def cluster(database_url, redis_url, tmp_path):
             "CHAT_CHECKPOINT_INTERVAL": 0.2,
             "CHAT_HEARTBEAT_INTERVAL": 0.3,
             "CHAT_STREAM_STALE_AFTER": 2,
+            # Each run makes a fresh database (user ids restart at 1) against one shared Redis, so per-user
+            # limits would carry over between runs; they are tested on their own in test_billing_rate_limits.
+            "CHAT_RATE_LIMIT_REQUESTS_PER_MINUTE": 0,
+            "CHAT_RATE_LIMIT_TOKENS_PER_MINUTE": 0,
+            "CHAT_DEFAULT_MONTHLY_BUDGET": "",
             **overrides,
         }
         started = [AppServer(server_env(**settings), tmp_path, f"server-{len(servers) + i}") for i in range(count)]
