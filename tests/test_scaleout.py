@@ -104,6 +104,30 @@ async def connect_with_retries(visitor, server, conversation, attempts: int = 20
     return await visitor.connect(server, conversation)
 
 
+async def settled_state(connection, message_id: int, polls: int = 200) -> dict:
+    """Ask for a reply's state until it is no longer `streaming` (a dead process's reply goes stale first)."""
+    state = None
+    for _ in range(polls):
+        await connection.send('{"type": "resume", "message": %d}' % message_id)
+        frame = await receive_frame(connection)
+        while frame["type"] != "message" or frame["message"]["id"] != message_id:
+            frame = await receive_frame(connection)
+        state = frame["message"]
+        if state["status"] != "streaming":
+            break
+        await asyncio.sleep(0.1)
+    return state
+
+
+async def started_redis(command: list[str], port: int) -> subprocess.Popen:
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    for _ in range(100):
+        if redis_reachable(f"redis://127.0.0.1:{port}/0"):
+            break
+        await asyncio.sleep(0.05)
+    return process
+
+
 async def send(connection, text: str) -> None:
     await connection.send('{"type": "send", "text": "%s"}' % text)
 
@@ -176,18 +200,9 @@ async def test_a_process_killed_mid_reply_leaves_it_interrupted_and_the_user_can
         server_a.wait(timeout=10)
 
     async with visitor.connect(server_b, conversation) as on_b:
-        status = None
-        for _ in range(100):
-            await on_b.send('{"type": "resume", "message": %d}' % follower.message_id)
-            frame = await receive_frame(on_b)
-            while frame["type"] != "message":
-                frame = await receive_frame(on_b)
-            status = frame["message"]["status"]
-            if status != "streaming":
-                break
-            await asyncio.sleep(0.1)
-        assert status == "interrupted"
-        kept = frame["message"]["content"][0]["text"]
+        settled = await settled_state(on_b, follower.message_id)
+        assert settled["status"] == "interrupted"
+        kept = settled["content"][0]["text"]
         shared = min(len(kept), len(follower.text))
         assert kept and kept[:shared] == follower.text[:shared]
 
@@ -225,12 +240,8 @@ async def test_while_redis_is_down_sockets_get_a_clear_error_and_nothing_generat
         "redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
         "--dir", str(tmp_path),
     ]
-    redis_process = subprocess.Popen(private_redis, stdout=subprocess.DEVNULL)
+    redis_process = await started_redis(private_redis, redis_port)
     try:
-        for _ in range(100):
-            if redis_reachable(f"redis://127.0.0.1:{redis_port}/0"):
-                break
-            await asyncio.sleep(0.05)
         (server,) = cluster(
             1, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", OFFLINE_MODEL_TOKENS_PER_SECOND=80,
             CHAT_LAYER_PROBE_INTERVAL=0.5,
@@ -255,22 +266,9 @@ async def test_while_redis_is_down_sockets_get_a_clear_error_and_nothing_generat
         errors = [frame for frame in frames if frame["type"] == "error"]
         assert errors and errors[-1]["code"] == "unavailable"
 
-        redis_process = subprocess.Popen(private_redis, stdout=subprocess.DEVNULL)
-        for _ in range(100):
-            if redis_reachable(f"redis://127.0.0.1:{redis_port}/0"):
-                break
-            await asyncio.sleep(0.05)
+        redis_process = await started_redis(private_redis, redis_port)
         async with await connect_with_retries(visitor, server, conversation) as connection:
-            final = None
-            for _ in range(200):
-                await connection.send('{"type": "resume", "message": %d}' % follower.message_id)
-                frame = await receive_frame(connection)
-                while frame["type"] != "message":
-                    frame = await receive_frame(connection)
-                if frame["message"]["status"] != "streaming":
-                    final = frame["message"]
-                    break
-                await asyncio.sleep(0.1)
+            final = await settled_state(connection, follower.message_id)
         assert final["status"] == "complete"
         assert final["content"][0]["text"].startswith(seen_before)
     finally:
