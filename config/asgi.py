@@ -12,6 +12,12 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+# `make run` serves static files itself (as runserver would); in production a proxy serves STATIC_ROOT.
+http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.DEBUG else django_asgi_app
+
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
@@ -25,7 +31,6 @@ def drain_replies_on_shutdown() -> None:
     holds the shutdown until running replies have finished, or been saved as interrupted after the timeout."""
     if "twisted.internet.reactor" not in sys.modules:
         return
-    from django.conf import settings
     from twisted.internet import defer, reactor
 
     def drain():
@@ -38,7 +43,7 @@ drain_replies_on_shutdown()
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_app,
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(chat.routing.websocket_urlpatterns))),
     }
 )

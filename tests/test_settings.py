@@ -44,3 +44,32 @@ def test_database_url_selects_postgresql():
         timeout=60,
     )
     assert result.stdout.strip() == "django.db.backends.postgresql", result.stderr
+
+
+def test_the_development_server_serves_static_files_itself():
+    """`make run` runs bare daphne, which serves no static files unless the ASGI app does."""
+    code = """
+import asyncio
+from asgiref.testing import ApplicationCommunicator
+from config.asgi import application
+
+async def fetch():
+    scope = {"type": "http", "method": "GET", "path": "/static/chat/chat.js", "query_string": b"", "headers": []}
+    communicator = ApplicationCommunicator(application, scope)
+    await communicator.send_input({"type": "http.request", "body": b""})
+    start = await communicator.receive_output(timeout=10)
+    body = await communicator.receive_output(timeout=10)
+    print(start["status"], len(body.get("body", b"")))
+
+asyncio.run(fetch())
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DJANGO_DEBUG": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    status, size = result.stdout.split()
+    assert status == "200" and int(size) > 1000, result.stderr
