@@ -217,7 +217,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         if not await self._admitted(text="", model=route.model):
             return
         await self._reply_start(await self._redo(
-            services.turn_regenerate, model=choice, reply_model=route.model, route_reason=route.reason
+            services.turn_regenerate, conversation=self.conversation, model=choice, reply_model=route.model,
+            route_reason=route.reason,
         ))
 
     async def on_edit(self, frame):
@@ -235,8 +236,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         if not await self._admitted(text=text, model=route.model):
             return
         await self._reply_start(await self._redo(
-            services.turn_edit, message=message, text=text, model=choice, reply_model=route.model,
-            route_reason=route.reason,
+            services.turn_edit, conversation=self.conversation, message=message, text=text, model=choice,
+            reply_model=route.model, route_reason=route.reason,
         ))
 
     async def on_continue(self, frame):
@@ -302,8 +303,9 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             return False
 
     async def _redo(self, service, **arguments):
+        """Call a service that reopens the conversation for a reply; its refusals become error frames."""
         try:
-            return await db_async(service)(conversation=self.conversation, **arguments)
+            return await db_async(service)(**arguments)
         except services.ConversationBusy:
             raise BadFrame("busy", BUSY_DETAIL) from None
         except services.TurnRefused as refusal:

@@ -28,7 +28,9 @@ def message_payload(message: Message) -> dict:
         "created_at": timestamp(message.created_at),
     }
     if message.role == Message.Role.ASSISTANT:
-        payload.update(reply_fields(message.route_reason, message.notices, message.context_tokens, message.context_window))
+        payload.update(
+            reply_fields(message.route_reason, message.notices, message.context_tokens, message.context_window)
+        )
     if message.role == Message.Role.USER:
         position = {block.get("attachment_id"): index for index, block in enumerate(message.content)}
         attachments = sorted(message.attachments.all(), key=lambda attachment: position.get(attachment.pk, 0))
@@ -36,7 +38,9 @@ def message_payload(message: Message) -> dict:
     return payload
 
 
-def reply_fields(route_reason: str, notices: list[str], context_tokens: int | None, context_window: int | None) -> dict:
+def reply_fields(
+    route_reason: str, notices: list[str], context_tokens: int | None, context_window: int | None
+) -> dict:
     """What only assistant messages carry: why Auto picked the model, notices about how the reply was made,
     and how full the context window was (null until the reply's first request was measured)."""
     context = {"tokens": context_tokens, "window": context_window} if context_window else None

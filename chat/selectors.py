@@ -40,7 +40,9 @@ def attachment_for_user(user, attachment_id) -> Attachment:
     return get_object_or_404(Attachment, pk=attachment_id, owner=user)
 
 
-def messages_matching(user_id: int, query: str, *, exclude_conversation_id: int, limit: int, scanned: int) -> list[Message]:
+def messages_matching(
+    user_id: int, query: str, *, exclude_conversation_id: int, limit: int, scanned: int
+) -> list[Message]:
     """The user's newest messages whose text contains `query` (case-insensitive), outside one conversation.
 
     Only `user_id`'s own conversations are read. Matching happens here rather than in SQL because messages are

@@ -305,3 +305,23 @@ def test_an_attached_image_is_uploaded_sent_and_described_and_a_refused_file_say
 
     page.reload()
     assert page.locator(".message-user .attachment-thumbnail").count() == 1
+
+
+def test_the_calculator_runs_as_a_collapsible_step_before_the_answer(page, server_url):
+    sign_up_and_start_a_chat(page, server_url, "calculating")
+
+    send(page, "what is 17*23")
+    page.wait_for_selector(".message-assistant[data-status=complete]", timeout=30_000)
+
+    reply = page.locator(LAST_REPLY)
+    step = reply.locator("details.tool-step")
+    assert step.count() == 1 and not step.evaluate("node => node.open"), "one step, collapsed"
+    summary = step.locator("summary").inner_text()
+    assert "calculator" in summary and "17*23" in summary and "391" in summary
+    step.locator("summary").click()
+    assert step.locator(".tool-io").nth(1).inner_text() == "391"
+    assert "The calculator returned 391." in reply.locator(".markdown").last.inner_text()
+    assert reply.locator(".action-regenerate").is_visible()
+
+    page.reload()
+    assert "391" in page.locator(LAST_REPLY).locator("details.tool-step summary").inner_text()

@@ -38,7 +38,9 @@ async def with_system_prompt(conversation, prompt=LONG_SYSTEM_PROMPT):
     await database_sync_to_async(conversation.save)()
 
 
-async def test_the_system_prompt_is_a_cached_block_after_the_tools(socket_for, owner, conversation, offline_model_reset):
+async def test_the_system_prompt_is_a_cached_block_after_the_tools(
+    socket_for, owner, conversation, offline_model_reset
+):
     await with_system_prompt(conversation, "Be brief.")
     socket = await connected(socket_for, owner, conversation)
     await socket.send_json_to({"type": "send", "text": "Hello"})

@@ -7,6 +7,7 @@ import time
 
 import pytest
 from anthropic import beta_tool
+from django.urls import reverse
 from django.utils import timezone
 
 from chat import services
@@ -157,3 +158,16 @@ def test_requests_offer_the_enabled_tools_with_a_breakpoint_on_the_last(conversa
     assert [tool["name"] for tool in request["tools"]] == ["calculator", "search_conversations"]
     assert [("cache_control" in tool) for tool in request["tools"]] == [False, True]
     assert request["tools"][0]["input_schema"]["required"] == ["expression"]
+
+
+def test_an_admin_switches_a_tool_off_by_name(client, django_user_model):
+    client.force_login(django_user_model.objects.create_superuser("admin", "admin@example.com", "x-admin-pass-1"))
+
+    form = client.get(reverse("admin:chat_toolsetting_add")).content.decode()
+    response = client.post(reverse("admin:chat_toolsetting_add"), {"name": "search_conversations", "enabled": ""})
+    refused = client.post(reverse("admin:chat_toolsetting_add"), {"name": "shell", "enabled": "on"})
+
+    assert '<option value="search_conversations">' in form
+    assert response.status_code == 302
+    assert list(ToolSetting.objects.values_list("name", "enabled")) == [("search_conversations", False)]
+    assert refused.status_code == 200 and "Select a valid choice" in refused.content.decode()

@@ -395,7 +395,9 @@ class Generation:
         """Run the calls concurrently; each result is streamed as a `tool_result` part and kept in the reply."""
         for result in await tools_module.tool_results(calls, tools):
             self.blocks.append(result)
-            opening = {"tool_use_id": result["tool_use_id"], **({"is_error": True} if result.get("is_error") else {})}
+            opening = {"tool_use_id": result["tool_use_id"]}
+            if result.get("is_error"):
+                opening["is_error"] = True
             self._add_part(len(self.blocks) - 1, "tool_result", result["content"], **opening)
 
     # --- the whole turn -------------------------------------------------------------------------------------
@@ -468,8 +470,9 @@ class Generation:
         self._queue_pending_frame()
         for block in self.blocks:
             block.pop("partial_json", None)
-        latest = self.requests[-1] if self.requests else None
-        gauge = (self.context[0] + latest.usage.output_tokens, self.context[1]) if self.context and latest else None
+        gauge = None
+        if self.context and self.requests:
+            gauge = (self.context[0] + self.requests[-1].usage.output_tokens, self.context[1])
         message = await db_async(services.message_finish)(
             message_id=self.message_id,
             user_id=self.user_id,

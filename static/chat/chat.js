@@ -437,7 +437,8 @@
   // A tool call and its result, collapsed to one line ("calculator · 17*23 → 391"); open, the input and the
   // whole result. Results are text from the tools, shown as text.
   function renderToolStep(view, block, result) {
-    const input = block.input && Object.keys(block.input).length ? block.input : block.partial_json || "";
+    // While the input streams it is JSON text (`partial_json`); once the response is complete, an object.
+    const input = block.partial_json !== undefined ? block.partial_json : block.input || {};
     const argument = typeof input === "string" ? input : Object.values(input).join(", ");
     const streaming = view.message.status === "streaming";
     let state = "running";
