@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import signal
 import statistics
 import subprocess
@@ -159,6 +160,10 @@ async def main(args) -> dict:
     offline, offline_url = start_offline_model(args.rate, log_dir)
     database_name = None
     overrides = {
+        # Production mode: DEBUG's per-query logging is not what a deployment pays for.
+        "DJANGO_DEBUG": 0,
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
+        "DJANGO_SECURE_SSL_REDIRECT": 0,
         "ANTHROPIC_API_KEY": "offline",
         "ANTHROPIC_BASE_URL": offline_url,
         "CHAT_RATE_LIMIT_REQUESTS_PER_MINUTE": 0,

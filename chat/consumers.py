@@ -276,6 +276,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             return None
         if not isinstance(model, str):
             raise BadFrame("bad_frame", "`model` must be a model id.")
+        await registry.models_refresh()
         if model != registry.AUTO and not await db_async(registry.model_offered)(model):
             raise BadFrame("bad_model", "That model is not offered here.")
         return model

@@ -4,6 +4,7 @@ import httpx2
 import pytest
 from anthropic import AsyncAnthropic
 from anthropic.types import ModelInfo
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 
 from chat.llm import registry, routing
@@ -61,12 +62,23 @@ def test_without_a_key_the_built_in_catalog_is_offered(settings):
     assert registry.models_offered() == MODELS
 
 
+def test_reading_the_models_on_offer_never_waits_on_the_network(settings, caplog):
+    """Sync readers run on worker threads; a fetch there once deadlocked a busy server."""
+    settings.ANTHROPIC_API_KEY = "sk-test"
+    settings.ANTHROPIC_BASE_URL = "http://127.0.0.1:9"  # nothing listens there
+
+    assert registry.models_offered() == MODELS
+    assert "Models API" not in caplog.text
+
+
 def test_an_unreachable_models_api_falls_back_to_the_catalog_for_a_while(settings, caplog):
     settings.ANTHROPIC_API_KEY = "sk-test"
     settings.ANTHROPIC_BASE_URL = "http://127.0.0.1:9"  # nothing listens there
     settings.ANTHROPIC_MAX_RETRIES = 0
 
-    assert registry.models_offered() == MODELS
+    async_to_sync(registry.models_refresh)()
+    async_to_sync(registry.models_refresh)()
+
     assert registry.models_offered() == MODELS
     assert caplog.text.count("the Models API failed") == 1  # the fallback is cached too
 

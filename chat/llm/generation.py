@@ -32,7 +32,7 @@ from django.conf import settings
 from chat import frames, services
 from chat.llm import context, registry, routing
 from chat.llm import tools as tools_module
-from chat.llm.client import anthropic_client
+from chat.llm.client import anthropic_client, attempt_recorder
 from chat.llm.offline import estimate_tokens
 from chat.llm.pricing import TokenUsage
 from chat.llm.request import RequestParts, request_assemble, request_parts
@@ -335,6 +335,7 @@ class Generation:
         """One response to the conversation as it stands, measured to fit first, from the reply's model or,
         while that one stays overloaded (529 after the SDK's retries), from the next one down the chain."""
         while True:
+            await registry.models_refresh()
             model = await db_async(registry.model_for)(self.model)
 
             def assemble(left_out: int) -> dict:
@@ -369,23 +370,21 @@ class Generation:
         parts = await db_async(self._parts)()
         if self.continuing and self.blocks and self.blocks[-1].get("type") == "text":
             self.extending = (len(self.blocks) - 1, self.blocks[-1]["text"])
-        client = anthropic_client(on_response=self._record_attempt)
-        try:
-            for rounds in itertools.count():
-                await self._respond(client, parts, continuing=self.continuing and rounds == 0)
-                self.extending = None
-                if self.stop_reason != "tool_use":
-                    return
-                if rounds == settings.CHAT_TOOL_MAX_ROUNDS:
-                    self.notices.append(
-                        f"The reply ends here: it asked for tools again after {rounds} rounds of tool calls, "
-                        "the most one reply may make."
-                    )
-                    return
-                calls = [self.blocks[p] for p in self.positions if self.blocks[p]["type"] == "tool_use"]
-                await self._run_tools(calls, parts.tools)
-        finally:
-            await client.close()
+        attempt_recorder.set(self._record_attempt)
+        client = anthropic_client()
+        for rounds in itertools.count():
+            await self._respond(client, parts, continuing=self.continuing and rounds == 0)
+            self.extending = None
+            if self.stop_reason != "tool_use":
+                return
+            if rounds == settings.CHAT_TOOL_MAX_ROUNDS:
+                self.notices.append(
+                    f"The reply ends here: it asked for tools again after {rounds} rounds of tool calls, "
+                    "the most one reply may make."
+                )
+                return
+            calls = [self.blocks[p] for p in self.positions if self.blocks[p]["type"] == "tool_use"]
+            await self._run_tools(calls, parts.tools)
 
     def _parts(self) -> RequestParts:
         message = Message.objects.select_related("conversation__owner").get(pk=self.message_id)
@@ -403,7 +402,8 @@ class Generation:
     # --- the whole turn -------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        helpers = [asyncio.create_task(self._publish_loop()), asyncio.create_task(self._checkpoint_loop())]
+        heartbeat = asyncio.create_task(self._checkpoint_loop())
+        helpers = [asyncio.create_task(self._publish_loop())]
         control = await self._join_control_group()
         if control:
             helpers.append(asyncio.create_task(self._control_loop(control)))
@@ -416,8 +416,11 @@ class Generation:
         finally:
             for helper in helpers:
                 helper.cancel()
-            await asyncio.wait(helpers, timeout=5)
+            # The heartbeat goes on until the reply is saved: a helper slow to stop (a channel layer that is
+            # down) must not make a live reply look dead to a socket that checks meanwhile.
             await self._settle(status, error)
+            heartbeat.cancel()
+            await asyncio.wait([heartbeat, *helpers], timeout=5)
             await self._leave_control_group(control)
             running.pop(self.conversation_id, None)
 

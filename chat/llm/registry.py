@@ -6,11 +6,12 @@ the model list did. The API says what each model is (window, output limit, visio
 from the catalog, by id or else by family, since the API does not publish them (billing's price table wins).
 """
 
+import asyncio
 import logging
+import weakref
 
 import anthropic
 import httpx2
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.cache import cache
 
@@ -27,20 +28,39 @@ CACHE_SECONDS_AFTER_FAILURE = 300
 
 
 def models_offered() -> tuple[ModelSpec, ...]:
-    """Every model a user may pick, newest first within each family (the catalog's order, or the API's)."""
+    """Every model a user may pick, newest first within each family (the catalog's order, or the API's).
+
+    Never waits on the network: it reads the list `models_refresh` last fetched, else the catalog. (Fetching
+    here, from a worker thread, through async_to_sync, deadlocked a busy server: every pool thread waited on a
+    fetch that needed a pool thread for its own DNS lookup.)
+    """
     if not settings.ANTHROPIC_API_KEY:
         return MODELS
-    offered = cache.get(CACHE_KEY)
-    if offered is None:
+    return cache.get(CACHE_KEY) or MODELS
+
+
+async def models_refresh() -> None:
+    """Fetch the Models API's list into the cache when it is missing or expired, on the event loop.
+
+    Called from async code before the list is read; one fetch per process at a time, however many sockets ask.
+    """
+    if not settings.ANTHROPIC_API_KEY or await cache.aget(CACHE_KEY) is not None:
+        return
+    loop = asyncio.get_running_loop()
+    lock = _refresh_locks.setdefault(loop, asyncio.Lock())
+    async with lock:
+        if await cache.aget(CACHE_KEY) is not None:
+            return
         try:
-            offered = async_to_sync(_models_listed)()
+            offered = await _models_listed()
         except (anthropic.APIError, httpx2.HTTPError) as error:
             log.warning("the Models API failed, offering the built-in list: %r", error)
             offered = ()
         seconds = CACHE_SECONDS if offered else CACHE_SECONDS_AFTER_FAILURE
-        offered = offered or MODELS
-        cache.set(CACHE_KEY, offered, seconds)
-    return offered
+        await cache.aset(CACHE_KEY, offered or MODELS, seconds)
+
+
+_refresh_locks: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]" = weakref.WeakKeyDictionary()
 
 
 def model_offered(model_id: str) -> bool:
@@ -58,11 +78,7 @@ def family_model(family: str) -> ModelSpec | None:
 
 
 async def _models_listed() -> tuple[ModelSpec, ...]:
-    client = anthropic_client()
-    try:
-        return await models_fetch(client)
-    finally:
-        await client.close()
+    return await models_fetch(anthropic_client())
 
 
 async def models_fetch(client: anthropic.AsyncAnthropic) -> tuple[ModelSpec, ...]:
