@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from billing.models import BudgetAlert, Price
+from chat.admin import SystemRecordAdmin
 
 
 @admin.register(Price)
@@ -14,19 +15,10 @@ class PriceAdmin(admin.ModelAdmin):
 
 
 @admin.register(BudgetAlert)
-class BudgetAlertAdmin(admin.ModelAdmin):
+class BudgetAlertAdmin(SystemRecordAdmin):
     """The alerts emailed to the admins: a record, written by the system."""
 
     list_display = ("created_at", "user", "month", "threshold", "spent", "budget")
     list_filter = ("threshold", "month")
     search_fields = ("user__username",)
     list_select_related = ("user",)
-
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

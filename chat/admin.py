@@ -17,6 +17,19 @@ from chat.llm.tools import TOOL_NAMES
 from chat.models import ApiCall, Attachment, Conversation, Message, ToolSetting
 
 
+class SystemRecordAdmin(admin.ModelAdmin):
+    """Rows only the system writes (the ledger, uploads, alerts): admins read them, never add or edit them."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 def attachment_previews(attachments) -> str:
     """Each attachment as a thumbnail (a PDF as its page count) over its name, linking to the stored file, all
     served by the admin's own views. Names are the uploader's text: format_html escapes them."""
@@ -124,7 +137,7 @@ CSV_COLUMNS = (
 
 
 @admin.register(ApiCall)
-class ApiCallAdmin(admin.ModelAdmin):
+class ApiCallAdmin(SystemRecordAdmin):
     """The ledger: every field is written by the system and never edited.
 
     The changelist shows totals of the filtered rows under the list, and exports exactly those rows as CSV
@@ -167,18 +180,9 @@ class ApiCallAdmin(admin.ModelAdmin):
         writer.writerows(changelist.queryset.values_list(*CSV_COLUMNS).iterator())
         return response
 
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(Attachment)
-class AttachmentAdmin(admin.ModelAdmin):
+class AttachmentAdmin(SystemRecordAdmin):
     """Uploads, read-only. Files are served by this admin's own views (staff with view permission), never by URL."""
 
     list_display = ("preview", "name", "owner", "kind", "size", "width", "height", "page_count", "message",
@@ -199,12 +203,6 @@ class AttachmentAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return ["preview", *(field.name for field in self.model._meta.fields if field.name != "pages")]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="preview")
     def preview(self, attachment):
