@@ -9,6 +9,7 @@ import json
 import logging
 
 from chat.db import db_async
+from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.http import Http404
@@ -157,6 +158,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             try:
                 async with asyncio.timeout(settings.CHAT_LAYER_PROBE_INTERVAL):
                     await self.channel_layer.send(self.channel_name, {"type": "layer.probe"})
+            except ChannelFull:
+                continue  # the layer works; this socket is behind, and its client resumes what was dropped
             except Exception as error:
                 log.warning("channel layer unavailable for a socket: %r", error)
                 await self.send_json(frames.error_frame("unavailable", LAYER_DOWN_DETAIL))

@@ -88,14 +88,26 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # concurrent writers fail at once instead of waiting. One file per test process.
     DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"claudechat-test-{os.getpid()}.sqlite3")}
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
+    # Each database thread (chat/db.py) keeps its connection instead of reconnecting per call; health checks
+    # replace one the server dropped.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+            # A socket's receive blocks in Redis for up to 5 s; a read timeout just past that, under load, killed
+            # healthy sockets. Outages are caught by each socket's probe (CHAT_LAYER_PROBE_INTERVAL) instead.
+            # redis-py's pool refuses (not queues) past 100 connections: 200 sockets joining at once hit it.
+            "CONFIG": {
+                "hosts": [
+                    {"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5, "max_connections": 1000}
+                ],
+                "capacity": 1000,
+                "expiry": 30,
+            },
         }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}

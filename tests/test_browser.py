@@ -200,9 +200,13 @@ def test_a_reply_streams_in_renders_markdown_safely_and_survives_a_reload(page, 
     assert page.locator("[onerror]").count() == 0
     footer = reply.locator(".message-stats").inner_text()
     assert " in / " in footer and " out" in footer and "$" in footer
+    live_total = page.locator("#conversation-cost").inner_text()
+    assert live_total != "$0.0000"
     page.screenshot(path="/tmp/chat.png")
 
     page.reload()
+    reloaded_total = page.locator("#conversation-cost").inner_text()
+    assert abs(float(reloaded_total.strip("$")) - float(live_total.strip("$"))) <= 0.0001
     reply = page.locator(LAST_REPLY)
     assert reply.get_attribute("data-status") == "complete"
     assert reply.locator("pre code.hljs").count() >= 1

@@ -486,3 +486,58 @@ async def test_draining_refuses_new_turns_and_saves_running_replies(socket_for, 
     message = await reload(frames[-1]["message"]["id"])
     assert message.status == Message.Status.INTERRUPTED and message.text and message.error
     assert (refusal["type"], refusal["code"]) == ("error", "draining")
+
+
+async def test_a_socket_that_is_behind_is_not_taken_for_a_dead_channel_layer(
+    socket_for, owner, conversation, settings, monkeypatch
+):
+    """A full channel (ChannelFull) means this socket lags, not that Redis is down: it must stay open."""
+    from channels.exceptions import ChannelFull
+
+    settings.CHAT_LAYER_PROBE_INTERVAL = 0.05
+    layer = generation_module.get_channel_layer()
+    original_send = layer.send
+    probes = []
+
+    async def full_for_probes(channel, message):
+        if message.get("type") == "layer.probe":
+            probes.append(channel)
+            raise ChannelFull()
+        await original_send(channel, message)
+
+    monkeypatch.setattr(layer, "send", full_for_probes)
+    socket = await connected(socket_for, owner, conversation)
+    while len(probes) < 3:
+        await asyncio.sleep(0.05)
+
+    await socket.send_json_to({"type": "send", "text": "Still here?"})
+    frames = await frames_until_final(socket)
+
+    assert frames[-1]["message"]["status"] == "complete"
+    assert not [frame for frame in frames if frame["type"] == "error"]
+
+
+async def test_a_final_frame_the_channel_layer_drops_once_is_sent_again(
+    socket_for, owner, conversation, monkeypatch
+):
+    layer = generation_module.get_channel_layer()
+    original_group_send = layer.group_send
+    dropped = []
+
+    async def dropping_the_first_final_frame(group, message):
+        frame = message.get("frame", {})
+        final = frame.get("type") == "message" and frame["message"]["role"] == "assistant" and (
+            frame["message"]["status"] == "complete"
+        )
+        if final and not dropped:
+            dropped.append(frame)
+            raise TimeoutError("the layer is slow")
+        await original_group_send(group, message)
+
+    monkeypatch.setattr(layer, "group_send", dropping_the_first_final_frame)
+    socket = await connected(socket_for, owner, conversation)
+    await socket.send_json_to({"type": "send", "text": "Finish properly"})
+
+    frames = await frames_until_final(socket)
+
+    assert dropped and frames[-1]["message"]["status"] == "complete"

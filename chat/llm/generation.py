@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 # Longest wait for the channel layer to take one frame; past it the frame is dropped, not the reply.
 PUBLISH_TIMEOUT = 2.0
+FINAL_FRAME_TRIES = 3
 # The Messages endpoint, whose every HTTP attempt is a ledger row; count_tokens and the Models API cost nothing.
 MESSAGES_PATH = "/v1/messages"
 
@@ -494,7 +495,11 @@ class Generation:
         )
         await self._publish_outbox()
         if message is not None:
-            await self._publish(frames.message_frame(frames.message_payload(message)))
+            # The final state is the frame a client cannot infer from a gap: try it harder than a delta.
+            final = frames.message_frame(frames.message_payload(message))
+            for _ in range(FINAL_FRAME_TRIES):
+                if await self._publish(final):
+                    break
 
 
 def upstream_error_reason(exc: Exception) -> str:

@@ -604,12 +604,36 @@
       view = createView(message);
       chat.views.set(message.id, view);
     }
+    view.heardAt = Date.now();
     return view;
+  }
+
+  // A streaming reply that has been silent for a while is asked for again (docs/protocol.md): its final
+  // frame may have been dropped, and a lost final frame leaves no sequence gap to notice.
+  const SILENT_REPLY_MS = 10000;
+
+  function resumeSilentReplies() {
+    for (const view of chat.views.values()) {
+      if (view.message.status !== "streaming" || Date.now() - view.heardAt < SILENT_REPLY_MS) continue;
+      view.heardAt = Date.now();
+      chat.pendingResume.delete(view.message.id);
+      requestResume(view.message.id);
+    }
+  }
+
+  // The header's conversation cost: the server's total when the page loaded, plus what each reply adds as it
+  // settles. The change, not the cost, is added, so a continued reply or a repeated snapshot is not counted twice.
+  function addToConversationCost(dollars) {
+    const total = document.getElementById("conversation-cost");
+    if (!total || !dollars) return;
+    total.textContent = formatCost(Number(total.textContent.replace("$", "")) + dollars);
   }
 
   function onMessageFrame(frame) {
     const message = frame.message;
     const isNew = !chat.views.has(message.id);
+    const previousCost = isNew ? 0 : Number(chat.views.get(message.id).message.cost);
+    if (message.status !== "streaming") addToConversationCost(Number(message.cost) - previousCost);
     const view = upsertMessage(message);
     chat.pendingResume.delete(message.id);
     if (isNew && message.role === "user" && chat.pendingSend !== null) acceptSentDraft(message);
@@ -622,6 +646,7 @@
       requestResume(frame.message);
       return;
     }
+    view.heardAt = Date.now();
     if (frame.seq <= view.lastSeq) return; // already in the snapshot we hold
     if (frame.seq > view.lastSeq + 1) {
       requestResume(frame.message); // frames were lost: the snapshot brings everything up to its seq
@@ -1050,6 +1075,7 @@
     });
 
     connect();
+    setInterval(resumeSilentReplies, 2000);
     chat.input.focus();
   }
 
