@@ -16,7 +16,7 @@ from django.utils import timezone as django_timezone
 
 from billing.models import Price
 from chat.llm.catalog import model_spec
-from chat.llm.offline import estimate_tokens
+from chat.llm.tokens import estimate_tokens
 from chat.llm.pricing import COST_QUANTUM, MILLION, TokenUsage, usage_cost
 from chat.models import ApiCall, Attachment, Conversation
 

@@ -18,8 +18,9 @@ from billing import services as billing_services
 from chat import frames, selectors, services
 from chat.attachments.limits import MAX_ATTACHMENTS_PER_MESSAGE, AttachmentRefused
 from chat.models import Message
-from chat.llm import generation, registry, routing
-from chat.llm.generation import control_group, conversation_group, generation_start
+from chat.llm import registry, routing
+from chat.replies import generation
+from chat.replies.generation import control_group, conversation_group, generation_start
 
 log = logging.getLogger(__name__)
 

@@ -182,7 +182,7 @@ def _turn_redo(conversation, user_message, model, reply_model, route_reason, *, 
 
 
 def message_continue_start(*, message: Message) -> Message:
-    """Reopen a reply that max_tokens cut short, for a generation to extend it (chat/llm/generation.py).
+    """Reopen a reply that max_tokens cut short, for a generation to extend it (chat/replies/generation.py).
 
     Trailing whitespace is stripped from its last text block: the API refuses a prefill that ends in whitespace,
     and the continuation brings its own.

@@ -23,7 +23,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 import chat.routing  # noqa: E402
-from chat.llm.generation import generations_drain  # noqa: E402
+from chat.replies.generation import generations_drain  # noqa: E402
 
 
 def drain_replies_on_shutdown() -> None:

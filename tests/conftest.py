@@ -80,7 +80,7 @@ async def socket_for():
 async def generations_drained():
     """Waits, after the test, for generations it started; they belong to the process, not to a socket."""
     yield
-    from chat.llm.generation import running
+    from chat.replies.generation import running
 
     tasks = [generation.task for generation in running.values() if generation.task]
     if tasks:

@@ -7,7 +7,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from chat import services
-from chat.llm import generation as generation_module
+from chat.replies import generation as generation_module
 from chat.models import ApiCall, Message
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("generations_drained")]

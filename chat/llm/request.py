@@ -22,7 +22,7 @@ from chat import selectors
 from chat.attachments.blocks import content_block
 from chat.llm import tools as tools_module
 from chat.llm.catalog import ModelSpec
-from chat.llm.offline import estimate_tokens
+from chat.llm.tokens import estimate_tokens
 from chat.llm.registry import model_for
 from chat.models import Conversation, Message, ThinkingLevel
 

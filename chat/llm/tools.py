@@ -5,7 +5,7 @@ and docstring, and `call()` validates the model's input against that schema befo
 tools are made for each reply, for the user it answers: `current_time` reads their time zone, and
 `search_conversations` reads only their own messages. Admins switch tools off in the admin (ToolSetting).
 
-The loop that runs them is in chat/llm/generation.py.
+The loop that runs them is in chat/replies/generation.py.
 """
 
 import ast

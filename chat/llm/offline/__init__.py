@@ -6,12 +6,12 @@ the SDK parses real SSE bytes, so nothing above the client knows which backend i
 
 - `offline_model`: the process-wide state (prompt cache, fault queue, request counter, open streams), with
   `inject_fault(kind, times=, after_tokens=, retry_after=)`, `reset()` and a settable `clock`.
-- `estimate_tokens(text)`: the token estimate used for input, output and count_tokens alike.
+- `estimate_tokens(text)`: the production estimate (chat/llm/tokens.py), which the emulator bills by.
 """
 
 from chat.llm.offline.asgi import offline_asgi_app
 from chat.llm.offline.model import FAULT_KINDS, OfflineModel, offline_model, offline_transport
-from chat.llm.offline.prompt import estimate_tokens
+from chat.llm.tokens import estimate_tokens
 
 __all__ = [
     "FAULT_KINDS",

@@ -16,8 +16,8 @@ from PIL import Image
 from pypdf import PdfReader
 
 from chat.llm.catalog import model_spec
+from chat.llm.tokens import estimate_tokens
 
-TOKEN_CHARS = 4
 # A PDF page reaches the model as text and as an image of the page; the API bills ~1,500-3,000 tokens a page.
 PDF_PAGE_IMAGE_TOKENS = 1_500
 IMAGE_PIXELS_PER_TOKEN = 750
@@ -27,11 +27,6 @@ CACHE_TTLS = {"5m": 300.0, "1h": 3600.0}
 
 class InvalidRequest(Exception):
     """A request the real API refuses with 400 `invalid_request_error`; the message says why."""
-
-
-def estimate_tokens(text: str) -> int:
-    """Four characters a token, rounded up: the one estimate behind input, output and count_tokens."""
-    return math.ceil(len(text) / TOKEN_CHARS)
 
 
 @dataclass(frozen=True)

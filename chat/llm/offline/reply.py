@@ -12,7 +12,8 @@ import json
 import re
 from dataclasses import dataclass, replace
 
-from chat.llm.offline.prompt import TOKEN_CHARS, Prompt, estimate_tokens
+from chat.llm.offline.prompt import Prompt
+from chat.llm.tokens import TOKEN_CHARS, estimate_tokens
 
 EXPRESSION = re.compile(r"\d+(?:\.\d+)?(?:\s*[-+*/^%]\s*\d+(?:\.\d+)?)+")
 TIME_QUESTION = re.compile(

@@ -33,7 +33,7 @@ from chat import frames, services
 from chat.llm import context, registry, routing
 from chat.llm import tools as tools_module
 from chat.llm.client import anthropic_client, attempt_recorder
-from chat.llm.offline import estimate_tokens
+from chat.llm.tokens import estimate_tokens
 from chat.llm.pricing import TokenUsage
 from chat.llm.request import RequestParts, request_assemble, request_parts
 from chat.models import ApiCall, Message
