@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# A websocket message over this many bytes closes the socket with code 1009 (docs/protocol.md); the largest
+# frame the protocol allows (100,000 characters of text, escaped as JSON) fits well within it.
+WS_MAX_MESSAGE_BYTES ?= 1048576
 
 .PHONY: run test install migrate offline-model clean
 
@@ -26,7 +29,8 @@ run: migrate
 	@echo "  Sign up in the browser, or create an admin with: $(BIN)/python manage.py createsuperuser"
 	@echo "  Admin: http://$(HOST):$(PORT)/admin/"
 	@echo ""
-	OFFLINE_MODEL_TOKENS_PER_SECOND=$${OFFLINE_MODEL_TOKENS_PER_SECOND:-60} $(BIN)/daphne -b $(HOST) -p $(PORT) config.asgi:application
+	OFFLINE_MODEL_TOKENS_PER_SECOND=$${OFFLINE_MODEL_TOKENS_PER_SECOND:-60} $(BIN)/daphne -b $(HOST) -p $(PORT) \
+		--websocket-max-message-size $(WS_MAX_MESSAGE_BYTES) config.asgi:application
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -75,3 +75,33 @@ class BudgetAlert(models.Model):
 
     def __str__(self):
         return f"{self.user} crossed {self.threshold}% in {self.month:%B %Y}"
+
+
+class Reservation(models.Model):
+    """The worst-case cost of a reply being written, held against its user's budget until the reply settles.
+
+    Admission creates it in the transaction that stores the user's message, so the budget check ("settled spend
+    plus open reservations") and the hold are one step: concurrent sends from several tabs can never together
+    spend more than the budget. Settling the reply deletes it in the transaction that writes the ledger rows;
+    the stale sweep deletes the reservation of a reply whose process died. `max_tokens` and `tool_rounds` are
+    what the reservation paid for when the remaining budget could not cover a full reply (null: no cap).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reservations")
+    message = models.OneToOneField(
+        "chat.Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="reservation"
+    )
+    amount = models.DecimalField(max_digits=12, decimal_places=6)
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    tool_rounds = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # Admission: the sum of a user's open reservations.
+            models.Index(fields=["user"], name="reservation_user"),
+        ]
+
+    def __str__(self):
+        return f"${self.amount} held for {self.user} (message {self.message_id})"

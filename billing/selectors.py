@@ -14,7 +14,7 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone as django_timezone
 
-from billing.models import Price
+from billing.models import Price, Reservation
 from chat.llm.catalog import model_spec
 from chat.llm.tokens import estimate_tokens
 from chat.llm.pricing import COST_QUANTUM, MILLION, TokenUsage, usage_cost
@@ -48,6 +48,7 @@ def price_for_model(model_id: str) -> Price:
 class BudgetStatus:
     budget: Decimal | None  # dollars this month; None: no budget
     spent: Decimal
+    reserved: Decimal = ZERO  # held for replies being written now (billing.Reservation)
 
     @property
     def percent(self) -> int | None:
@@ -60,7 +61,8 @@ class BudgetStatus:
 
     @property
     def remaining(self) -> Decimal | None:
-        return None if self.budget is None else max(self.budget - self.spent, ZERO)
+        """What a new reply may still reserve: the budget less settled spend and open reservations."""
+        return None if self.budget is None else max(self.budget - self.spent - self.reserved, ZERO)
 
     @property
     def warning(self) -> bool:
@@ -80,8 +82,20 @@ def user_spend(user, *, since: datetime) -> Decimal:
     return ApiCall.objects.filter(user=user, created_at__gte=since).aggregate(total=Sum("cost"))["total"] or ZERO
 
 
+def user_reserved(user) -> Decimal:
+    """The user's open reservations (index reservation_user)."""
+    return Reservation.objects.filter(user=user).aggregate(total=Sum("amount"))["total"] or ZERO
+
+
 def budget_status(user) -> BudgetStatus:
-    return BudgetStatus(budget=user_budget(user), spent=user_spend(user, since=month_start()))
+    budget = user_budget(user)
+    reserved = user_reserved(user) if budget is not None else ZERO
+    return BudgetStatus(budget=budget, spent=user_spend(user, since=month_start()), reserved=reserved)
+
+
+# What one round of our tools may add to the next request's input, beyond the model's own output: the
+# results of the built-in tools are short (chat/llm/tools.py caps each), this bounds them all together.
+TOOL_RESULT_TOKENS = 2_000
 
 
 @dataclass(frozen=True)
@@ -92,14 +106,16 @@ class RequestEstimate:
 
 
 def request_estimate(
-    *, conversation: Conversation, text: str, model: str, attachment_ids: list[int] = ()
+    *, conversation: Conversation, text: str, model: str, attachment_ids: list[int] = (),
+    max_tokens: int | None = None,
 ) -> RequestEstimate:
     """An upper bound on what the next request will cost, before anything is stored or sent.
 
-    Input: the offline model's `estimate_tokens` over the system prompt, every stored message as JSON (which
-    counts more than the API would) and the new text, plus the estimated tokens of the conversation's
-    attachments and of the new message's own (`attachment_ids`, the user's unclaimed uploads), capped at the
-    context window, all at the full input price as if nothing were cached. Output: a full `max_tokens`.
+    Input: the local `estimate_tokens` over the system prompt, every stored message as JSON (which counts more
+    than the API would) and the new text, plus the estimated tokens of the conversation's attachments and of
+    the new message's own (`attachment_ids`, the user's unclaimed uploads), capped at the context window, all
+    at the full input price as if nothing were cached. Output: a full `max_tokens` (thinking included; by
+    default CHAT_MAX_OUTPUT_TOKENS).
     """
     spec = model_spec(model)
     stored = conversation.messages.values_list("content", flat=True)
@@ -110,9 +126,21 @@ def request_estimate(
     )
     attachment_tokens = attachments.aggregate(total=Sum("tokens"))["total"] or 0
     input_tokens = min(estimate_tokens(prompt) + attachment_tokens, spec.context_window)
-    output_tokens = min(settings.CHAT_MAX_OUTPUT_TOKENS, spec.max_output)
+    output_tokens = max_tokens or min(settings.CHAT_MAX_OUTPUT_TOKENS, spec.max_output)
     cost = usage_cost(TokenUsage(input_tokens=input_tokens, output_tokens=output_tokens), price_for_model(model))
     return RequestEstimate(input_tokens, output_tokens, cost)
+
+
+def reply_worst_case(*, input_tokens: int, max_tokens: int, requests: int, window: int, prices) -> Decimal:
+    """The most a reply of `requests` requests can cost: each request's input grows by the previous answer
+    and tool results (never past the window), every input token is priced as a cache write (the dearest kind
+    of input: the breakpoints may write all of it), and every request writes its full `max_tokens`."""
+    total = ZERO
+    for round_number in range(requests):
+        grown = input_tokens + round_number * (max_tokens + TOOL_RESULT_TOKENS)
+        usage = TokenUsage(cache_creation_5m_input_tokens=min(grown, window), output_tokens=max_tokens)
+        total += usage_cost(usage, prices)
+    return total
 
 
 # --- summaries of the ledger -----------------------------------------------------------------------------

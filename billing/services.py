@@ -7,6 +7,7 @@ the ledger rows are written (`chat.services.message_finish`), with the real cost
 import logging
 import math
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
@@ -16,9 +17,11 @@ from django.core.mail import mail_admins
 from django.urls import reverse
 
 from billing import selectors
-from billing.models import BudgetAlert
-from chat.llm.pricing import TokenUsage
+from billing.models import BudgetAlert, Reservation
+from chat.llm.catalog import model_spec
+from chat.llm.pricing import MILLION, TokenUsage
 from chat.models import Conversation
+from chat.refusals import Refusal
 
 log = logging.getLogger(__name__)
 
@@ -29,38 +32,72 @@ WINDOW_TTL = 2 * WINDOW_SECONDS
 clock = time.time
 
 
-class RequestRefused(Exception):
-    """The request may not be sent now. `code` and `detail` become an `error` frame (docs/protocol.md)."""
+class RequestRefused(Refusal):
+    """The request may not be sent now: its budget or the rate limits."""
 
-    def __init__(self, code: str, detail: str, *, retry_after: int | None = None):
-        super().__init__(detail)
-        self.code, self.detail, self.retry_after = code, detail, retry_after
+
+# A reply shorter than this is not worth sending: below it the send is refused rather than cut to nothing.
+MIN_REPLY_TOKENS = 256
+
+
+@dataclass(frozen=True)
+class Hold:
+    """What admission reserves for a reply: its worst-case cost, and the caps that cost paid for when the
+    remaining budget could not cover a full reply (`max_tokens`, `tool_rounds`: None for no cap). `notice`
+    says so in the reply."""
+
+    amount: Decimal
+    input_tokens: int
+    max_tokens: int | None = None
+    tool_rounds: int | None = None
+    notice: str = ""
 
 
 def request_admit(
-    *, user_id: int, conversation: Conversation, text: str, model: str, attachment_ids: list[int] = ()
-) -> None:
-    """Raise RequestRefused unless the user may send this request now.
+    *, user, conversation: Conversation, text: str, model: str, max_tokens: int, attachment_ids: list[int] = (),
+) -> Hold:
+    """What to reserve for a reply from `model` of at most `max_tokens` a request, or RequestRefused.
 
-    The budget is checked first and only reads; the rate limits then count the request, so a request refused
-    for its budget uses no rate-limit quota. The user is re-read, so an admin's change applies at once.
+    The caller holds the transaction that stores the turn and has locked the user's row (admission in
+    chat/replies/admission.py): the budget read here (settled spend plus open reservations) and the
+    reservation written with the returned Hold are one step, so concurrent sends cannot overspend. The budget
+    is checked before the rate limits count the request, so a request refused for its budget uses no quota.
     """
-    user = get_user_model().objects.get(pk=user_id)
     estimate = selectors.request_estimate(
-        conversation=conversation, text=text, model=model, attachment_ids=attachment_ids
+        conversation=conversation, text=text, model=model, attachment_ids=attachment_ids, max_tokens=max_tokens
     )
-    _budget_check(user, estimate.cost)
+    hold = _hold_within_budget(user, model, estimate)
     _rate_limits_take(user, estimate.input_tokens)
+    return hold
+
+
+def reservation_create(*, user, message, hold: Hold) -> Reservation:
+    return Reservation.objects.create(
+        user=user, message=message, amount=hold.amount, max_tokens=hold.max_tokens, tool_rounds=hold.tool_rounds
+    )
 
 
 def _dollars(amount: Decimal) -> str:
     return f"${amount:,.2f}"
 
 
-def _budget_check(user, estimated_cost: Decimal) -> None:
+def _hold_within_budget(user, model: str, estimate: selectors.RequestEstimate) -> Hold:
+    """The whole reply's worst case when the budget has room for it; else a reply cut to what is left (one
+    request, fewer output tokens), said in its notice; else a refusal."""
+    spec = model_spec(model)
+    prices = selectors.price_for_model(model)
+    rounds = settings.CHAT_TOOL_MAX_ROUNDS + 1
+
+    def worst(max_tokens: int, requests: int) -> Decimal:
+        return selectors.reply_worst_case(
+            input_tokens=estimate.input_tokens, max_tokens=max_tokens, requests=requests,
+            window=spec.context_window, prices=prices,
+        )
+
+    full = worst(estimate.output_tokens, rounds)
     status = selectors.budget_status(user)
     if status.budget is None:
-        return
+        return Hold(full, estimate.input_tokens)
     resets = f"{selectors.next_month_start():%B} 1"
     if status.exceeded:
         raise RequestRefused(
@@ -68,13 +105,29 @@ def _budget_check(user, estimated_cost: Decimal) -> None:
             f"You have used your monthly budget of {_dollars(status.budget)} ({_dollars(status.spent)} spent). "
             f"New requests are refused until {resets}, unless an admin raises your budget.",
         )
-    if status.spent + estimated_cost > status.budget:
-        raise RequestRefused(
-            "budget_exceeded",
-            f"This request could cost up to {_dollars(estimated_cost)}, and {_dollars(status.remaining)} is left "
-            f"of your {_dollars(status.budget)} monthly budget. A new chat (shorter history) or a cheaper model "
-            f"costs less; your budget resets on {resets}.",
-        )
+    left = status.remaining
+    if full <= left:
+        return Hold(full, estimate.input_tokens)
+    single = worst(estimate.output_tokens, 1)
+    if single <= left:
+        return Hold(single, estimate.input_tokens, tool_rounds=0, notice=(
+            f"Your budget has {_dollars(left)} left this month, so this reply makes no tool calls."
+        ))
+    input_cost = worst(0, 1)
+    affordable = int((left - input_cost) * MILLION / prices.output) if left > input_cost else 0
+    if affordable >= MIN_REPLY_TOKENS:
+        max_tokens = min(affordable, estimate.output_tokens)
+        return Hold(worst(max_tokens, 1), estimate.input_tokens, max_tokens=max_tokens, tool_rounds=0, notice=(
+            f"Your budget has {_dollars(left)} left this month, so this reply is limited to about "
+            f"{max_tokens:,} tokens, without thinking or tool calls."
+        ))
+    reserved = f" and {_dollars(status.reserved)} is held for replies being written" if status.reserved else ""
+    raise RequestRefused(
+        "budget_exceeded",
+        f"Even a short reply could cost up to {_dollars(worst(MIN_REPLY_TOKENS, 1))}, and {_dollars(left)} is "
+        f"left of your {_dollars(status.budget)} monthly budget ({_dollars(status.spent)} spent{reserved}). "
+        f"A new chat (shorter history) or a cheaper model costs less; your budget resets on {resets}.",
+    )
 
 
 def _limit(own: int | None, site_default: int) -> int:
@@ -86,15 +139,35 @@ def _window_key(kind: str, user_id: int, now: float) -> str:
     return f"ratelimit:{kind}:{user_id}:{int(now // WINDOW_SECONDS)}"
 
 
-def _window_take(key: str, amount: int, limit: int) -> bool:
-    """Count `amount` into a per-minute window, atomically across processes: `add` creates the counter only
-    if it is missing, `incr` is atomic in Redis and under a lock in locmem. Over the limit, the amount is given
-    back and False returned; a request alone in an empty window always passes, so one large request is not
-    refused forever."""
-    cache.add(key, 0, timeout=WINDOW_TTL)
-    total = cache.incr(key, amount)
-    if total > limit and total > amount:
+def _window_add(key: str, amount: int) -> int:
+    """Add `amount` to a window's counter, atomically across processes, and return the new total.
+
+    `incr` is atomic (in Redis, and under a lock in locmem) but raises ValueError for a missing key, and a
+    counter can vanish between any two calls: the local-memory cache evicts when full, Redis under maxmemory.
+    So where `incr` finds none, `add` creates it holding the amount; `add` creates only if missing, so when
+    another process created it first, the loop increments theirs instead of overwriting it."""
+    while True:
+        try:
+            return cache.incr(key, amount)
+        except ValueError:
+            if cache.add(key, amount, timeout=WINDOW_TTL):
+                return amount
+
+
+def _window_give_back(key: str, amount: int) -> None:
+    """Take back an amount `_window_add` counted. A counter evicted since holds nothing to give back."""
+    try:
         cache.decr(key, amount)
+    except ValueError:
+        pass
+
+
+def _window_take(key: str, amount: int, limit: int) -> bool:
+    """Count `amount` into a per-minute window. Over the limit, the amount is given back and False returned;
+    a request alone in an empty window always passes, so one large request is not refused forever."""
+    total = _window_add(key, amount)
+    if total > limit and total > amount:
+        _window_give_back(key, amount)
         return False
     return True
 
@@ -113,7 +186,7 @@ def _rate_limits_take(user, input_tokens: int) -> None:
         )
     if tokens_limit and not _window_take(_window_key("tokens", user.pk, now), input_tokens, tokens_limit):
         if requests_limit:
-            cache.decr(requests_key)
+            _window_give_back(requests_key, 1)
         raise RequestRefused(
             "rate_limited",
             f"You can use {tokens_limit:,} tokens a minute and this conversation needs about {input_tokens:,}. "
@@ -129,9 +202,7 @@ def usage_settle(*, user_id: int | None, usage: TokenUsage) -> None:
     if user is None:
         return
     if usage.output_tokens:
-        key = _window_key("tokens", user.pk, clock())
-        cache.add(key, 0, timeout=WINDOW_TTL)
-        cache.incr(key, usage.output_tokens)
+        _window_add(_window_key("tokens", user.pk, clock()), usage.output_tokens)
     budget_alerts_send(user=user)
 
 

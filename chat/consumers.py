@@ -5,21 +5,24 @@ the process owns, and this socket (like every other on the conversation) relays 
 """
 
 import asyncio
-import json
 import logging
+import secrets
 
-from chat.db import db_async
 from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.http import Http404
+from redis.exceptions import RedisError
 
 from billing import services as billing_services
-from chat import frames, selectors, services
+from chat import frames, inbound, selectors, services, socket_watch
 from chat.attachments.limits import MAX_ATTACHMENTS_PER_MESSAGE, AttachmentRefused
-from chat.models import Message
+from chat.db import db_async
+from chat.inbound import BadFrame
 from chat.llm import registry, routing
-from chat.replies import generation
+from chat.models import Message
+from chat.refusals import Refusal
+from chat.replies import admission, generation
 from chat.replies.generation import control_group, conversation_group, generation_start
 
 log = logging.getLogger(__name__)
@@ -29,13 +32,13 @@ BUSY_DETAIL = "A reply is still being written. Wait for it or press Stop."
 # Application close codes must be 1000 or 3000-4999 (autobahn refuses others); 4503 reads as "unavailable".
 LAYER_DOWN_CLOSE_CODE = 4503
 LAYER_DOWN_DETAIL = "Live updates are unavailable right now. Reconnecting; nothing written so far is lost."
+# What a channel layer raises when its backend (Redis) is unreachable or too slow: only these close a socket as
+# unavailable. Any other error in a frame's handler is a bug, answered with `internal_error`.
+LAYER_FAILURES = (RedisError, OSError)  # TimeoutError is an OSError
+INTERNAL_ERROR_DETAIL = "Something went wrong on our side. Nothing was lost; try again."
+SLOW_DOWN_DETAIL = "Too many frames at once: some were dropped. Slow down."
 # How long a socket holds back a reply's deltas while waiting for the generation's live snapshot.
 SNAPSHOT_WAIT_SECONDS = 2.0
-
-
-class BadFrame(Exception):
-    def __init__(self, code: str, detail: str):
-        self.code, self.detail = code, detail
 
 
 def _attachment_ids(frame: dict) -> list[int]:
@@ -79,21 +82,37 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         # Per reply, the seq this socket's client already has: later copies of those frames are dropped here.
         self.delivered_seq: dict[int, int] = {}
         self.accepted = False
+        self.closed = False
+        self.frame_bucket = inbound.FrameBucket(
+            rate=settings.CHAT_SOCKET_FRAMES_PER_SECOND, burst=settings.CHAT_SOCKET_FRAME_BURST
+        )
 
     async def __call__(self, scope, receive, send):
         """If the live feed fails (Redis down), tell the client plainly and close, so it reconnects later and
-        catches up from the database; replies keep being generated and saved meanwhile."""
+        catches up from the database; replies keep being generated and saved meanwhile.
+
+        Nothing is sent after this socket's close, whoever closed it: the live feed goes on delivering to the
+        consumer until the client's disconnect arrives, and a socket closed because its session ended must not
+        pass on one more frame."""
+
+        async def send_until_closed(message):
+            if self.closed:
+                return
+            self.closed = message["type"] == "websocket.close"
+            await send(message)
+
         try:
-            await super().__call__(scope, receive, send)
-        except Exception:
-            log.exception("conversation socket failed")
-            frame = frames.error_frame("unavailable", LAYER_DOWN_DETAIL)
+            await super().__call__(scope, receive, send_until_closed)
+        except LAYER_FAILURES:
+            log.exception("conversation socket lost the channel layer")
             try:
                 if self.accepted:
-                    await send({"type": "websocket.send", "text": json.dumps(frame)})
-                await send({"type": "websocket.close", "code": LAYER_DOWN_CLOSE_CODE})
+                    await self.send_json(frames.error_frame("unavailable", LAYER_DOWN_DETAIL))
+                await self.close(code=LAYER_DOWN_CLOSE_CODE)
             except Exception:
                 pass
+        finally:
+            socket_watch.socket_unwatch(self)
 
     async def connect(self):
         user = self.scope["user"]
@@ -106,6 +125,11 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             )
         except Http404:
             await self.close()
+            return
+        self.session_ref = socket_watch.session_ref(self.scope)
+        if not socket_watch.socket_watch(self, self.session_ref):
+            await self.accept()
+            await socket_watch.socket_end(self, socket_watch.TOO_MANY_SOCKETS)
             return
         self.group = conversation_group(self.conversation.pk)
         # Join the live feed before taking the snapshot, so no frame falls between the two.
@@ -122,19 +146,26 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None):
-        """Every frame is untrusted: anything malformed gets an error frame and the socket stays usable."""
+        """Every frame is untrusted: past the socket's frame budget it is dropped unread; anything malformed, or
+        a bug in its handler, gets an error frame and the socket stays usable. Only a channel-layer failure
+        goes on to `__call__`, which closes the socket."""
+        if not self.frame_bucket.take():
+            if self.frame_bucket.notice_due():
+                await self.send_json(frames.error_frame("slow_down", SLOW_DOWN_DETAIL))
+            return
         try:
-            frame = json.loads(text_data) if text_data is not None else None
-            if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-                raise BadFrame("bad_frame", "Frames must be JSON objects with a string `type`.")
-            handler = self.HANDLERS.get(frame["type"])
-            if handler is None:
-                raise BadFrame("bad_frame", f"Unknown frame type {frame['type'][:40]!r}.")
-            await handler(self, frame)
-        except json.JSONDecodeError:
-            await self.send_json(frames.error_frame("bad_frame", "Frames must be valid JSON."))
+            frame = inbound.frame_parse(text_data)
+            await self.HANDLERS[frame["type"]](self, frame)
         except BadFrame as error:
             await self.send_json(frames.error_frame(error.code, error.detail))
+        except LAYER_FAILURES:
+            raise
+        except Exception:
+            error_id = secrets.token_hex(4)
+            log.exception("a frame's handler failed (error_id %s)", error_id)
+            error = frames.error_frame("internal_error", INTERNAL_ERROR_DETAIL)
+            error["error_id"] = error_id
+            await self.send_json(error)
 
     async def chat_frame(self, event):
         """Relay a frame. While a live snapshot is awaited for a reply, its deltas are held back and only
@@ -189,81 +220,40 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     # --- frames from the client -----------------------------------------------------------------------
 
     async def on_send(self, frame):
-        text = frame.get("text")
-        if not isinstance(text, str):
-            raise BadFrame("bad_frame", "`text` must be a string.")
-        text, attachment_ids = text.strip(), _attachment_ids(frame)
+        text, attachment_ids = frame["text"].strip(), frame.get("attachments") or []
         if not text and not attachment_ids:
             raise BadFrame("empty", "Write a message first.")
         _check_length(text)
-        choice = await self._model_choice(frame)
-        route = await self._route(choice, text=text, attachment_count=len(attachment_ids))
-        if not await self._admitted(text=text, model=route.model, attachment_ids=attachment_ids):
-            return
-        try:
-            turn = await db_async(services.turn_start)(
-                conversation=self.conversation, text=text, model=choice, attachment_ids=attachment_ids,
-                reply_model=route.model, route_reason=route.reason,
-            )
-        except services.ConversationBusy:
-            raise BadFrame("busy", BUSY_DETAIL) from None
-        except AttachmentRefused as refusal:
-            raise BadFrame(refusal.code, refusal.detail) from None
-        await self._reply_start(turn)
+        await self._admit(
+            "send", text=text, model=await self._model_choice(frame), attachment_ids=attachment_ids
+        )
 
     async def on_regenerate(self, frame):
         """Write the last reply again (optionally with another `model`)."""
-        choice = await self._model_choice(frame)
-        question = await db_async(selectors.last_user_message)(self.conversation)
-        if question is None:
-            raise BadFrame("nothing_to_regenerate", "There is no reply to write again.")
-        route = await self._route(choice, text=question.text, attachment_count=_attachment_count(question))
-        if not await self._admitted(text="", model=route.model):
-            return
-        await self._reply_start(await self._redo(
-            services.turn_regenerate, conversation=self.conversation, model=choice, reply_model=route.model,
-            route_reason=route.reason,
-        ))
+        await self._admit("regenerate", model=await self._model_choice(frame))
 
     async def on_edit(self, frame):
         """Replace the text of the last user message and write its reply again."""
-        message_id, text = _message_id(frame), frame.get("text")
-        if not isinstance(text, str):
-            raise BadFrame("bad_frame", "`text` must be a string.")
-        text = text.strip()
+        text = frame["text"].strip()
         _check_length(text)
-        choice = await self._model_choice(frame)
-        message = await db_async(selectors.message_in_conversation)(self.conversation, message_id)
-        if message is None:
-            raise BadFrame("not_found", "No such message in this conversation.")
-        route = await self._route(choice, text=text, attachment_count=_attachment_count(message))
-        if not await self._admitted(text=text, model=route.model):
-            return
-        await self._reply_start(await self._redo(
-            services.turn_edit, conversation=self.conversation, message=message, text=text, model=choice,
-            reply_model=route.model, route_reason=route.reason,
-        ))
+        await self._admit(
+            "edit", text=text, model=await self._model_choice(frame), message_id=frame["message"]
+        )
 
     async def on_continue(self, frame):
         """Extend a reply that max_tokens cut short: the same message grows, its `seq` carries on."""
-        message = await db_async(selectors.message_in_conversation)(self.conversation, _message_id(frame))
-        if message is None:
-            raise BadFrame("not_found", "No such message in this conversation.")
-        _check_not_draining()
-        if not await self._admitted(text="", model=message.model):
-            return
-        message = await self._redo(services.message_continue_start, message=message)
-        await self._publish(frames.message_frame(frames.message_payload(message)))
-        await generation_start(message=message, user_id=self.scope["user"].pk, continuing=True)
+        await self._admit("continue", message_id=frame["message"])
 
     async def on_stop(self, frame):
-        streaming = await db_async(selectors.streaming_message)(self.conversation.pk)
-        if streaming is None:
+        """Stop the reply named by `message` (or, from an older client, the one streaming now): a Stop racing a
+        new turn from another tab stops only the reply it was meant for."""
+        message_id = await db_async(selectors.streaming_message_id)(self.conversation.pk, frame.get("message"))
+        if message_id is None:
             raise BadFrame("not_streaming", "Nothing is being written right now.")
-        await self.channel_layer.group_send(control_group(self.conversation.pk), {"type": "generation.stop"})
+        await generation.reply_stop(message_id)
 
     async def on_resume(self, frame):
-        if not await self._send_current_state(message_id=_message_id(frame)):
+        if not await self._send_current_state(message_id=frame["message"]):
             raise BadFrame("not_found", "No such message in this conversation.")
 
     HANDLERS = {
@@ -274,56 +264,36 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     # --- helpers --------------------------------------------------------------------------------------
 
     async def _model_choice(self, frame: dict) -> str | None:
-        """The frame's `model`: an offered model id, "auto", or absent (the conversation's)."""
+        """The frame's `model`: an offered model id, "auto", or absent (the conversation's). The list is in
+        this process's memory once fetched, so checking it needs no thread."""
         model = frame.get("model")
         if model is None:
             return None
-        if not isinstance(model, str):
-            raise BadFrame("bad_frame", "`model` must be a model id.")
         await registry.models_refresh()
-        if model != registry.AUTO and not await db_async(registry.model_offered)(model):
+        if model != registry.AUTO and not registry.model_offered(model):
             raise BadFrame("bad_model", "That model is not offered here.")
         return model
 
-    async def _route(self, choice: str | None, *, text: str, attachment_count: int) -> routing.Route:
-        """The model that answers, refusing first if the process is shutting down."""
-        _check_not_draining()
-        return await db_async(routing.route)(
-            choice or self.conversation.model, text=text, attachment_count=attachment_count
-        )
-
-    async def _admitted(self, *, text: str, model: str, attachment_ids: list[int] = ()) -> bool:
-        """Budget and rate limits, before anything is stored or sent upstream; a refusal is answered here."""
+    async def _admit(self, action: admission.Action, **arguments) -> None:
+        """Admit the turn in one hop and one transaction (chat/replies/admission.py), then tell every socket and
+        start the reply. A refusal is answered on this socket; nothing was stored."""
+        if generation.draining:
+            raise BadFrame("draining", "The server is restarting. Your message was not sent; try again in a moment.")
         try:
-            await db_async(billing_services.request_admit)(
-                user_id=self.scope["user"].pk, conversation=self.conversation, text=text, model=model,
-                attachment_ids=attachment_ids,
+            admitted = await db_async(admission.reply_admit)(
+                user_id=self.scope["user"].pk, session_key=self.scope["session"].session_key,
+                auth_hash=admission.session_auth_hash(self.scope.get("session")), conversation_id=self.conversation.pk, action=action, **arguments,
             )
-            return True
-        except billing_services.RequestRefused as refusal:
-            error = frames.error_frame(refusal.code, refusal.detail)
-            if refusal.retry_after is not None:
-                error["retry_after"] = refusal.retry_after
-            await self.send_json(error)
-            return False
-
-    async def _redo(self, service, **arguments):
-        """Call a service that reopens the conversation for a reply; its refusals become error frames."""
-        try:
-            return await db_async(service)(**arguments)
-        except services.ConversationBusy:
-            raise BadFrame("busy", BUSY_DETAIL) from None
-        except services.TurnRefused as refusal:
-            raise BadFrame(refusal.code, refusal.detail) from None
-
-    async def _reply_start(self, turn: services.Turn) -> None:
-        for message_id in turn.removed_message_ids:
-            await self._publish(frames.removed_frame(message_id))
-        await self._publish(frames.message_frame(frames.message_payload(turn.user_message)))
-        await self._publish(frames.message_frame(frames.message_payload(turn.assistant_message)))
-        if turn.conversation_changed:
-            await self._publish(frames.conversation_frame(self.conversation))
-        await generation_start(message=turn.assistant_message, user_id=self.scope["user"].pk)
+        except Refusal as refusal:
+            await self.send_json(refusal.as_frame())
+            return
+        self.conversation = admitted.conversation
+        for frame in admitted.frames:
+            await self._publish(frame)
+        await generation_start(
+            message=admitted.reply, user_id=self.scope["user"].pk, continuing=admitted.continuing,
+            limits=admitted.limits,
+        )
 
     async def _publish(self, frame: dict) -> None:
         await self.channel_layer.group_send(self.group, {"type": "chat.frame", "frame": frame})
@@ -341,7 +311,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         if payload["status"] == Message.Status.STREAMING and payload["id"] not in self.held_deltas:
             self.held_deltas[payload["id"]] = []
             await self.channel_layer.group_send(
-                control_group(self.conversation.pk), {"type": "generation.snapshot", "reply_to": self.channel_name}
+                control_group(payload["id"]), {"type": "generation.snapshot", "reply_to": self.channel_name}
             )
             asyncio.get_running_loop().call_later(
                 SNAPSHOT_WAIT_SECONDS, self._send_to_self, {"type": "snapshot.timeout", "message": payload["id"]}
@@ -353,7 +323,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         asyncio.ensure_future(self.channel_layer.send(self.channel_name, event))
 
     def _stored_payload(self, message_id: int | None) -> dict | None:
-        services.messages_interrupt_stale(conversation_id=self.conversation.pk)
+        """Reads only: a reply a dead process left shows as interrupted (chat/frames.py), the sweep writes it."""
         if message_id is None:
             message = selectors.streaming_message(self.conversation.pk)
         else:

@@ -1,8 +1,12 @@
 """The frames of the conversation websocket (docs/protocol.md), built in one place for server and tests."""
 
-from django.urls import reverse
+from datetime import timedelta
 
-from chat.models import Attachment, Conversation, Message
+from django.conf import settings
+from django.urls import reverse
+from django.utils import timezone
+
+from chat.models import INTERRUPTED_REASON, Attachment, Conversation, Message
 
 USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
 
@@ -12,15 +16,20 @@ def timestamp(moment) -> str:
 
 
 def message_payload(message: Message) -> dict:
+    """A message as every frame and page shows it. A reply whose process died (its heartbeat is stale) shows
+    as interrupted already, before a sweep writes it so: reads never write."""
+    status, error = message.status, message.error
+    if status == Message.Status.STREAMING and _heartbeat_stale(message):
+        status, error = Message.Status.INTERRUPTED, INTERRUPTED_REASON
     payload = {
         "id": message.pk,
         "role": message.role,
-        "status": message.status,
+        "status": status,
         "content": message.content,
         "seq": message.seq,
         "model": message.model,
         "stop_reason": message.stop_reason,
-        "error": message.error,
+        "error": error,
         "usage": {name: getattr(message, name) for name in USAGE_FIELDS},
         "cost": f"{message.cost:.6f}",
         "first_token_ms": message.first_token_ms,
@@ -36,6 +45,11 @@ def message_payload(message: Message) -> dict:
         attachments = sorted(message.attachments.all(), key=lambda attachment: position.get(attachment.pk, 0))
         payload["attachments"] = [attachment_payload(attachment) for attachment in attachments]
     return payload
+
+
+def _heartbeat_stale(message: Message) -> bool:
+    cutoff = timezone.now() - timedelta(seconds=settings.CHAT_STREAM_STALE_AFTER)
+    return message.heartbeat_at is None or message.heartbeat_at < cutoff
 
 
 def reply_fields(

@@ -37,6 +37,9 @@ class Conversation(models.Model):
         return self.title or f"Conversation {self.pk}"
 
 
+INTERRUPTED_REASON = "The server stopped while this reply was being written. What was saved is shown; you can retry."
+
+
 class Message(models.Model):
     class Role(models.TextChoices):
         USER = "user"
@@ -68,6 +71,10 @@ class Message(models.Model):
     # process last proved it was alive. A `streaming` message with an old heartbeat was left by a dead process.
     seq = models.PositiveIntegerField(default=0)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The ownership token of the generation writing a `streaming` reply; empty once it is settled or swept.
+    # Checkpoints, the final save and the stale sweep write only while it matches (a conditional UPDATE), so a
+    # reply that was swept, stopped or taken over is never resurrected or settled twice.
+    owner_token = models.CharField(max_length=32, blank=True, default="")
     route_reason = models.CharField(
         max_length=200, blank=True, help_text="Why the Auto choice picked this reply's model; empty when the user picked it."
     )
@@ -82,10 +89,11 @@ class Message(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["created_at", "id"]
+        # By id, not by timestamp: several hosts' clocks disagree, ids are handed out by the one database.
+        ordering = ["id"]
         indexes = [
             # The transcript: a conversation's messages in order.
-            models.Index(fields=["conversation", "created_at"], name="message_conversation_order"),
+            models.Index(fields=["conversation", "id"], name="message_conversation_order"),
             # Recovery sweeps: streaming messages whose heartbeat went stale.
             models.Index(fields=["status", "heartbeat_at"], name="message_status_heartbeat"),
         ]

@@ -23,6 +23,14 @@ def streaming_message(conversation_id: int) -> Message | None:
     return Message.objects.filter(conversation_id=conversation_id, status=Message.Status.STREAMING).first()
 
 
+def streaming_message_id(conversation_id: int, message_id: int | None) -> int | None:
+    """The reply streaming in the conversation: the one named, if it is that one, else any."""
+    streaming = Message.objects.filter(conversation_id=conversation_id, status=Message.Status.STREAMING)
+    if message_id is not None:
+        streaming = streaming.filter(pk=message_id)
+    return streaming.values_list("pk", flat=True).first()
+
+
 def message_in_conversation(conversation: Conversation, message_id: int) -> Message | None:
     return conversation.messages.filter(pk=message_id).first()
 
@@ -54,7 +62,7 @@ def messages_matching(
         .exclude(conversation_id=exclude_conversation_id)
         .exclude(status=Message.Status.STREAMING)
         .select_related("conversation")
-        .order_by("-created_at", "-id")[:scanned]
+        .order_by("-id")[:scanned]
     )
     return [message for message in recent if needle in message.text.casefold()][:limit]
 

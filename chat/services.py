@@ -1,27 +1,29 @@
 """Writes, with their side effects. Callers pass objects they already fetched through the selectors."""
 
-import json
 import logging
+import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Q, Sum, prefetch_related_objects
 from django.utils import timezone
 
-from billing import selectors as billing_selectors
+from billing import ledger
 from billing import services as billing_services
+from billing.ledger import UpstreamAttempt, UpstreamRequest
+from billing.models import Reservation
 from chat import selectors
 from chat.attachments.blocks import reference_block
 from chat.attachments.limits import AttachmentRefused
 from chat.attachments.services import attachments_claim, attachments_for_turn
-from chat.llm.pricing import TokenUsage, usage_cost
-from chat.models import ApiCall, Conversation, Message
+from chat.llm.pricing import TokenUsage
+from chat.models import INTERRUPTED_REASON, ApiCall, Conversation, Message
+from chat.refusals import Refusal
 
 log = logging.getLogger(__name__)
-# One line per upstream call, for operators who follow spend in their logs (see `_ledger_log`).
-ledger_log = logging.getLogger("chat.ledger")
 
 TITLE_LENGTH = 60
 
@@ -30,13 +32,8 @@ class ConversationBusy(Exception):
     """A reply is already streaming in this conversation."""
 
 
-class TurnRefused(Exception):
-    """A regenerate, edit or continue that does not apply to the conversation as it is; `code` and `detail`
-    become an `error` frame (docs/protocol.md)."""
-
-    def __init__(self, code: str, detail: str):
-        super().__init__(detail)
-        self.code, self.detail = code, detail
+class TurnRefused(Refusal):
+    """A regenerate, edit or continue that does not apply to the conversation as it is."""
 
 
 def conversation_create(*, owner) -> Conversation:
@@ -126,7 +123,13 @@ def _reply_placeholder(conversation: Conversation, reply_model: str, route_reaso
         model=reply_model or conversation.model,
         route_reason=route_reason,
         heartbeat_at=timezone.now(),
+        owner_token=ownership_token(),
     )
+
+
+def ownership_token() -> str:
+    """A new owner for a streaming reply (Message.owner_token)."""
+    return secrets.token_hex(16)
 
 
 def turn_regenerate(
@@ -166,7 +169,7 @@ def _turn_redo(conversation, user_message, model, reply_model, route_reason, *, 
         with transaction.atomic():
             if conversation.messages.filter(status=Message.Status.STREAMING).exists():
                 raise ConversationBusy
-            later = conversation.messages.filter(created_at__gte=user_message.created_at).exclude(pk=user_message.pk)
+            later = conversation.messages.filter(pk__gt=user_message.pk)
             removed = list(later.values_list("pk", flat=True))
             later.delete()
             if edited:
@@ -195,44 +198,41 @@ def message_continue_start(*, message: Message) -> Message:
         if message.content and message.content[-1].get("type") == "text":
             message.content[-1]["text"] = message.content[-1]["text"].rstrip()
         message.status, message.stop_reason, message.heartbeat_at = Message.Status.STREAMING, "", timezone.now()
+        message.owner_token = ownership_token()
         try:
-            message.save(update_fields=["content", "status", "stop_reason", "heartbeat_at"])
+            message.save(update_fields=["content", "status", "stop_reason", "heartbeat_at", "owner_token"])
         except IntegrityError as error:
             raise ConversationBusy from error
     return message
 
 
-def message_checkpoint(*, message_id: int, content: list[dict], seq: int) -> None:
-    """Save a streaming reply's progress and prove its process is alive. Called at a bounded rate."""
-    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
-        content=content, seq=seq, heartbeat_at=timezone.now()
-    )
+def messages_checkpoint(writes: list[tuple[int, str, list[dict] | None, int]]) -> set[int]:
+    """Checkpoint several replies at once, `(message_id, token, content, seq)` each, in one transaction: the
+    process's checkpointer (chat/replies/checkpoints.py) writes every reply due in one hop and one commit.
+    Returns the ids no longer owned by their token."""
+    with transaction.atomic():
+        return {
+            message_id for message_id, token, content, seq in writes
+            if not message_checkpoint(message_id=message_id, token=token, content=content, seq=seq)
+        }
 
 
-@dataclass
-class UpstreamAttempt:
-    """One HTTP request to the model, as the ledger records it."""
+def message_checkpoint(*, message_id: int, token: str, content: list[dict] | None, seq: int) -> bool:
+    """Save a streaming reply's progress and prove its process is alive; False when the reply is no longer
+    this generation's (stopped, swept as stale, deleted): the caller must stop writing it.
 
-    http_status: int | None
-    request_id: str = ""
-    error: str = ""
-    latency_ms: int | None = None
+    `content` None is a heartbeat alone: nothing changed since the last checkpoint, so the reply is not
+    rewritten. Called at a bounded rate, never per token.
+    """
+    changes = {"heartbeat_at": timezone.now()}
+    if content is not None:
+        changes.update(content=content, seq=seq)
+    return bool(_owned(message_id, token).update(**changes))
 
 
-@dataclass
-class UpstreamRequest:
-    """One request to the model and its HTTP attempts (the SDK's retries). A reply that uses tools makes
-    several requests, and a fallback to another model one more."""
-
-    model: str
-    attempts: list[UpstreamAttempt] = field(default_factory=list)
-    usage: TokenUsage = TokenUsage()
-    status: str = ApiCall.Status.OK
-    stop_reason: str = ""
-    error: str = ""
-    first_token_ms: int | None = None
-    latency_ms: int | None = None
-    is_fallback: bool = False
+def _owned(message_id: int, token: str):
+    """The reply while `token` owns it: the condition of every write a generation makes."""
+    return Message.objects.filter(pk=message_id, status=Message.Status.STREAMING, owner_token=token)
 
 
 LEDGER_STATUS = {
@@ -251,6 +251,8 @@ def message_finish(
     content: list[dict],
     seq: int,
     model: str,
+    token: str = "",
+    reservation_id: int | None = None,
     usage: TokenUsage = TokenUsage(),
     stop_reason: str = "",
     error: str = "",
@@ -261,15 +263,15 @@ def message_finish(
     notices: list[str] | None = None,
     context: tuple[int, int] | None = None,
 ) -> Message | None:
-    """Settle a reply: its final content and state, and one ApiCall row per HTTP attempt of each request.
+    """Settle a reply: its final content and state, one ApiCall row per HTTP attempt of each request, and the
+    release of its reservation, in one transaction.
 
-    `requests` are the reply's upstream requests in order; without them the reply made one request to `model`,
-    described by `usage`, `stop_reason`, `first_token_ms`, `duration_ms` and `attempts`. The message's tokens and
-    cost are the sum of its ledger rows (a continued reply's earlier rows included). `context` is (tokens, window)
-    for the composer's gauge.
-
-    The ledger is written even if the conversation was deleted meanwhile (it is money spent); the message is
-    then gone and None is returned. Prices come from the admins' price table and are snapshotted on each row.
+    The reply is written only while `token` still owns it; a reply that was swept or taken over meanwhile
+    keeps what the sweep left, and None is returned. The ledger rows are written whatever happened to the
+    message (it is money spent), and the reservation is released either way. `requests` are the reply's
+    upstream requests in order; without them the reply made one request to `model`, described by `usage`,
+    `stop_reason`, `first_token_ms`, `duration_ms` and `attempts`. The message's tokens and cost are the sum of
+    its ledger rows (a continued reply's earlier rows included). `context` is (tokens, window) for the gauge.
     Afterwards the user's rate-limit window and budget alerts are settled with the real usage.
     """
     if requests is None:
@@ -277,12 +279,19 @@ def message_finish(
             model, list(attempts), usage, LEDGER_STATUS.get(status, ApiCall.Status.ERROR), stop_reason or "", error,
             first_token_ms, duration_ms,
         )]
-    calls = []
     with transaction.atomic():
-        message = Message.objects.select_for_update().filter(pk=message_id).first()
+        message = _owned(message_id, token).select_for_update().first()
+        # A reply swept or taken over meanwhile keeps its row, and its ledger rows still point at it.
+        billed = message or Message.objects.filter(pk=message_id).only("pk").first()
+        # The conversation, or the user, may have been deleted mid-reply: the rows outlive them.
         conversation_exists = Conversation.objects.filter(pk=conversation_id).exists()
-        for request in requests:
-            calls += _ledger_rows(request, user_id, conversation_id if conversation_exists else None, message)
+        user_exists = get_user_model().objects.filter(pk=user_id).exists()
+        calls = ledger.ledger_record(
+            requests, user_id=user_id if user_exists else None,
+            conversation_id=conversation_id if conversation_exists else None, message=billed,
+        )
+        if reservation_id is not None:
+            Reservation.objects.filter(pk=reservation_id).delete()
         if message is not None:
             message.status = status
             message.content = content
@@ -292,6 +301,7 @@ def message_finish(
             message.error = error
             message.first_token_ms = first_token_ms
             message.duration_ms = duration_ms
+            message.owner_token = ""
             if notices is not None:
                 message.notices = notices
             if context is not None:
@@ -299,42 +309,13 @@ def message_finish(
             _totals_from_ledger(message)
             message.save()
     for call in calls:
-        _ledger_log(call)
+        ledger.ledger_log(call)
     try:
         billing_services.usage_settle(user_id=user_id, usage=sum((r.usage for r in requests), TokenUsage()))
     except Exception:
         # The ledger is committed; a cache or mail outage must not stop the reply from being delivered.
         log.exception("settling usage of message %s failed", message_id)
     return message
-
-
-def _ledger_rows(request: UpstreamRequest, user_id: int, conversation_id: int | None, message) -> list[ApiCall]:
-    """A request's rows: the failed attempts the SDK retried, then the last one, which carries the usage."""
-    prices = billing_selectors.price_for_model(request.model)
-    cost = usage_cost(request.usage, prices)
-    rows = []
-    for number, attempt in enumerate(request.attempts, start=1):
-        is_last = number == len(request.attempts)
-        rows.append(ApiCall.objects.create(
-            user_id=user_id,
-            conversation_id=conversation_id,
-            message=message,
-            model=request.model,
-            status=request.status if is_last else ApiCall.Status.ERROR,
-            **_usage_fields(request.usage if is_last else TokenUsage()),
-            price_snapshot=prices.as_dict(),
-            cost=cost if is_last else 0,
-            latency_ms=request.latency_ms if is_last else attempt.latency_ms,
-            first_token_ms=request.first_token_ms if is_last else None,
-            stop_reason=request.stop_reason if is_last else "",
-            request_id=attempt.request_id,
-            http_status=attempt.http_status,
-            error=attempt.error or (request.error if is_last else ""),
-            attempt=number,
-            is_retry=number > 1,
-            is_fallback=request.is_fallback,
-        ))
-    return rows
 
 
 def _totals_from_ledger(message: Message) -> None:
@@ -350,50 +331,18 @@ def _totals_from_ledger(message: Message) -> None:
     message.cost = totals["cost"] or 0
 
 
-def _ledger_log(call: ApiCall) -> None:
-    """`api_call {json}`: who, which model, tokens of each kind, cost, timings and the upstream's request id."""
-    fields = {
-        "user": call.user_id,
-        "conversation": call.conversation_id,
-        "message": call.message_id,
-        "model": call.model,
-        "status": call.status,
-        **{name: getattr(call, name) for name in (
-            "input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_5m_input_tokens",
-            "cache_creation_1h_input_tokens",
-        )},
-        "cost": str(call.cost),
-        "latency_ms": call.latency_ms,
-        "first_token_ms": call.first_token_ms,
-        "stop_reason": call.stop_reason,
-        "request_id": call.request_id,
-        "http_status": call.http_status,
-        "attempt": call.attempt,
-        "is_retry": call.is_retry,
-        "is_fallback": call.is_fallback,
-    }
-    ledger_log.info("api_call %s", json.dumps(fields))
-
-
-def _usage_fields(usage: TokenUsage) -> dict:
-    return {
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "cache_read_input_tokens": usage.cache_read_input_tokens,
-        "cache_creation_5m_input_tokens": usage.cache_creation_5m_input_tokens,
-        "cache_creation_1h_input_tokens": usage.cache_creation_1h_input_tokens,
-    }
-
-
-INTERRUPTED_REASON = "The server stopped while this reply was being written. What was saved is shown; you can retry."
 STOP_REASONS = {Message.Status.INTERRUPTED: INTERRUPTED_REASON}
 
 
 def messages_interrupt_stale(*, conversation_id: int | None = None, stale_after: float | None = None) -> int:
-    """Mark replies left `streaming` by a dead process as interrupted, keeping their last checkpoint.
+    """Mark replies left `streaming` by a dead process as interrupted, keeping their last checkpoint, and
+    release what they had reserved.
 
     A live generation refreshes its heartbeat every few seconds, so a stale one has no process behind it.
-    `stale_after=0` marks every streaming reply: right for a single server that is just starting.
+    Clearing the token makes the sweep final: a generation that was only slow finds its next write refused
+    and stops (chat/replies/generation.py). `stale_after=0` marks every streaming reply: right for a single
+    server that is just starting. Reservations left by replies that are gone or settled elsewhere (a process
+    that died while settling) are released once they are as old as a stale heartbeat.
     """
     stale_after = settings.CHAT_STREAM_STALE_AFTER if stale_after is None else stale_after
     cutoff = timezone.now() - timedelta(seconds=stale_after)
@@ -402,4 +351,13 @@ def messages_interrupt_stale(*, conversation_id: int | None = None, stale_after:
     )
     if conversation_id is not None:
         stale = stale.filter(conversation_id=conversation_id)
-    return stale.update(status=Message.Status.INTERRUPTED, error=INTERRUPTED_REASON)
+    with transaction.atomic():
+        stale_ids = list(stale.values_list("pk", flat=True))
+        swept = stale.filter(pk__in=stale_ids).update(
+            status=Message.Status.INTERRUPTED, error=INTERRUPTED_REASON, owner_token=""
+        )
+        Reservation.objects.filter(
+            Q(message_id__in=stale_ids)
+            | Q(created_at__lt=cutoff) & (Q(message__isnull=True) | ~Q(message__status=Message.Status.STREAMING))
+        ).delete()
+    return swept

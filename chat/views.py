@@ -11,7 +11,6 @@ from chat.llm.registry import AUTO, models_offered
 def _chat_page(request, conversation):
     messages_data = []
     if conversation is not None:
-        services.messages_interrupt_stale(conversation_id=conversation.pk)
         messages_data = [frames.message_payload(m) for m in selectors.conversation_messages(conversation)]
     return render(
         request,

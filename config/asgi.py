@@ -24,6 +24,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 import chat.routing  # noqa: E402
 from chat.replies.generation import generations_drain  # noqa: E402
+from chat.replies.supervision import stale_sweep_forever  # noqa: E402
 
 
 def drain_replies_on_shutdown() -> None:
@@ -37,9 +38,32 @@ def drain_replies_on_shutdown() -> None:
         return defer.Deferred.fromFuture(asyncio.ensure_future(generations_drain(settings.CHAT_DRAIN_TIMEOUT)))
 
     reactor.addSystemEventTrigger("before", "shutdown", drain)
+    # Each server sweeps the replies that dead processes left streaming (chat/replies/supervision.py).
+    reactor.callWhenRunning(lambda: asyncio.ensure_future(stale_sweep_forever()))
 
 
 drain_replies_on_shutdown()
+
+
+def websocket_failures_close_cleanly() -> None:
+    """Daphne's websocket library (autobahn) fails a connection that breaks a limit, such as a message over
+    --websocket-max-message-size, by dropping it: the client sees 1006, as after a network cut, and learns
+    nothing. With failByDrop off it sends a close frame first (1009 and the limit, for a message too big), as
+    docs/protocol.md promises. Daphne has no option for it; it builds its factory after importing this module."""
+    if "daphne.server" not in sys.modules:
+        return
+    from daphne.ws_protocol import WebSocketFactory
+
+    reset_defaults = WebSocketFactory.resetProtocolOptions
+
+    def reset_to_fail_cleanly(factory):
+        reset_defaults(factory)
+        factory.failByDrop = False
+
+    WebSocketFactory.resetProtocolOptions = reset_to_fail_cleanly
+
+
+websocket_failures_close_cleanly()
 
 application = ProtocolTypeRouter(
     {

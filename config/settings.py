@@ -88,12 +88,36 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # concurrent writers fail at once instead of waiting. One file per test process.
     DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"claudechat-test-{os.getpid()}.sqlite3")}
 else:
-    # Each database thread (chat/db.py) keeps its connection instead of reconnecting per call; health checks
-    # replace one the server dropped.
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    # One pool per process bounds its connections, so N processes hold at most N x DATABASE_POOL_MAX_SIZE of
+    # PostgreSQL's max_connections (docs/deploy.md). A connection kept per thread was bounded by nothing:
+    # Django runs each concurrent page load on a thread of its own. Database calls from async code
+    # (chat/db.py) run on the event loop's default executor, ASGI_THREADS threads under daphne, else Python's
+    # min(32, cores + 4); the default gives each of those a connection, and four more for page loads and
+    # websocket session lookups, which run on threads outside it.
+    database_threads = env.int("ASGI_THREADS", default=min(32, (os.cpu_count() or 1) + 4))
+    pool_max_size = env.int("DATABASE_POOL_MAX_SIZE", default=database_threads + 4)
+    if pool_max_size < 1:
+        raise ImproperlyConfigured(f"DATABASE_POOL_MAX_SIZE must be at least 1, not {pool_max_size}.")
+    DATABASES["default"]["OPTIONS"] = {
+        **DATABASES["default"].get("OPTIONS", {}),  # what the URL's query string set, such as sslmode
+        "pool": {
+            # One warm connection at rest; the pool grows under load and shrinks back after 10 idle minutes.
+            "min_size": 1,
+            "max_size": pool_max_size,
+            # A thread that waits this long for a free connection raises OperationalError ("couldn't get a
+            # connection after ... sec") instead of hanging: the pool is too small for the load.
+            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+        },
+    }
+    # Django refuses a pool with persistent connections: closing a connection returns it to the pool.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # The pool checks a connection before lending it, replacing one the server dropped.
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# Every key this app writes to Redis (channel layer and cache) starts with this, so two deployments (or two
+# test runs) sharing one Redis never deliver to each other or share rate-limit counters.
+REDIS_PREFIX = env.str("REDIS_PREFIX", default="claudechat")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -107,13 +131,29 @@ if REDIS_URL:
                 ],
                 "capacity": 1000,
                 "expiry": 30,
+                "prefix": REDIS_PREFIX,
             },
         }
     }
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": REDIS_PREFIX,
+        }
+    }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}}
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # The cache holds the rate-limit windows: up to four counters per active user (requests and tokens, this
+    # minute and the last). Django's default of 300 entries evicted them past ~75 users, lifting their limits.
+    # Expired windows are only dropped when the cache is full, oldest first; at ~300 bytes an entry this is at
+    # most ~30 MB, for 25,000 users active in the same two minutes.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }
 
 AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = [
@@ -200,8 +240,12 @@ CHAT_HEARTBEAT_INTERVAL = env.float("CHAT_HEARTBEAT_INTERVAL", default=5.0)
 CHAT_LAYER_PROBE_INTERVAL = env.float("CHAT_LAYER_PROBE_INTERVAL", default=5.0)
 # On SIGTERM, running replies get this long to finish before they are saved as interrupted.
 CHAT_DRAIN_TIMEOUT = env.float("CHAT_DRAIN_TIMEOUT", default=20.0)
-# A message still `streaming` whose heartbeat is older than this was left by a dead process.
+# A message still `streaming` whose heartbeat is older than this was left by a dead process; each server
+# process sweeps such replies (and what they reserved) this often.
 CHAT_STREAM_STALE_AFTER = env.float("CHAT_STREAM_STALE_AFTER", default=30.0)
+CHAT_STALE_SWEEP_INTERVAL = env.float("CHAT_STALE_SWEEP_INTERVAL", default=10.0)
+# Saving a finished reply is retried with backoff for this long (a database restart must not lose it).
+CHAT_SETTLE_TIMEOUT = env.float("CHAT_SETTLE_TIMEOUT", default=120.0)
 
 
 # --- Budgets, rate limits and the admins' alerts ---------------------------------------------------------
@@ -248,3 +292,15 @@ EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default="claude-chat@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 EMAIL_SUBJECT_PREFIX = "[Claude chat] "
+
+
+# --- Sockets ----------------------------------------------------------------------------------------------
+# An open socket whose session ended (logout, password change, deactivation, expiry) is closed within this
+# many seconds; each process checks all its sockets at once, in two queries.
+CHAT_SESSION_CHECK_INTERVAL = env.float("CHAT_SESSION_CHECK_INTERVAL", default=2.0)
+# Open sockets one user may hold in one server process (behind N processes, up to N times this).
+CHAT_SOCKETS_PER_USER = env.int("CHAT_SOCKETS_PER_USER", default=20)
+# Frames one socket may send: a burst of CHAT_SOCKET_FRAME_BURST, then this many a second; the rest are
+# dropped unread, with at most one `slow_down` error a second.
+CHAT_SOCKET_FRAMES_PER_SECOND = env.float("CHAT_SOCKET_FRAMES_PER_SECOND", default=10.0)
+CHAT_SOCKET_FRAME_BURST = env.int("CHAT_SOCKET_FRAME_BURST", default=30)

@@ -1,17 +1,17 @@
 """Per-user rate limits: requests and tokens per minute, in the shared cache, with a time to retry."""
 
-import os
 import uuid
 from decimal import Decimal
 
 import pytest
-import redis
 from channels.db import database_sync_to_async
+from django.core.cache import caches
 
 from billing import services
 from chat import services as chat_services
 from chat.llm.pricing import TokenUsage
 from chat.models import Message
+from tests.cluster import REDIS_URL, RUN_REDIS_PREFIX, redis_reachable, require
 
 pytestmark = pytest.mark.django_db
 
@@ -25,8 +25,29 @@ def pinned_clock(monkeypatch):
     monkeypatch.setattr(services, "clock", lambda: PINNED_NOW)
 
 
+@pytest.fixture
+def counter_evicted(monkeypatch):
+    """`counter_evicted("incr")` has the cache drop the counter that the next `incr` is about to count into,
+    as a full local-memory cache (or Redis under maxmemory) may between any two calls."""
+    backend = caches["default"]
+
+    def arm(method: str) -> None:
+        real = getattr(backend, method)
+
+        def after_eviction(key, delta=1, version=None):
+            monkeypatch.setattr(backend, method, real)
+            backend.delete(key, version=version)
+            return real(key, delta, version)
+
+        monkeypatch.setattr(backend, method, after_eviction)
+
+    return arm
+
+
 def admit(user, conversation, text="Hello"):
-    services.request_admit(user_id=user.pk, conversation=conversation, text=text, model="claude-sonnet-5-5")
+    services.request_admit(
+        user=user, conversation=conversation, text=text, model="claude-sonnet-5-5", max_tokens=4096
+    )
 
 
 def refusal(user, conversation, text="Hello") -> services.RequestRefused:
@@ -120,6 +141,51 @@ def test_a_request_refused_for_its_budget_uses_no_quota(owner, conversation, set
     admit(owner, conversation)
 
 
+def test_the_limit_holds_while_many_other_users_are_counted(owner, conversation, settings, django_user_model):
+    """On the single-machine cache: at Django's default of 300 entries, the windows of 500 users evicted the
+    first user's, and their limit was lifted."""
+    settings.CHAT_RATE_LIMIT_REQUESTS_PER_MINUTE = 1
+    admit(owner, conversation)
+    others = [django_user_model(username=f"user-{i}") for i in range(500)]
+    for other in django_user_model.objects.bulk_create(others):
+        admit(other, conversation)
+
+    assert refusal(owner, conversation).code == "rate_limited"
+
+
+def test_a_window_evicted_before_it_is_counted_into_counts_the_request(
+    owner, conversation, settings, counter_evicted
+):
+    settings.CHAT_RATE_LIMIT_REQUESTS_PER_MINUTE = 1
+    counter_evicted("incr")
+
+    admit(owner, conversation)
+
+    assert refusal(owner, conversation).code == "rate_limited"
+
+
+def test_output_tokens_count_into_a_window_evicted_while_the_reply_ran(
+    owner, conversation, settings, counter_evicted
+):
+    settings.CHAT_RATE_LIMIT_TOKENS_PER_MINUTE = 1_000
+    admit(owner, conversation, "short")
+    counter_evicted("incr")
+
+    services.usage_settle(user_id=owner.pk, usage=TokenUsage(input_tokens=5, output_tokens=1_000))
+
+    assert refusal(owner, conversation, "short").code == "rate_limited"
+
+
+def test_a_refusal_whose_window_was_evicted_is_still_a_refusal(
+    owner, conversation, settings, counter_evicted
+):
+    settings.CHAT_RATE_LIMIT_TOKENS_PER_MINUTE = 1_000
+    admit(owner, conversation, "x" * 2_400)
+    counter_evicted("decr")  # before the refused tokens and the request are given back
+
+    assert refusal(owner, conversation, "x" * 2_400).code == "rate_limited"
+
+
 # --- across clients and processes -------------------------------------------------------------------------
 
 
@@ -163,21 +229,13 @@ async def test_the_limit_holds_across_two_clients(socket_for, owner, settings):
 
 @pytest.fixture
 def redis_cache(settings):
-    """The cache on real Redis at TEST_REDIS_URL, under a fresh key prefix. Under CI=true it must be there."""
-    url = os.environ.get("TEST_REDIS_URL", "")
-    try:
-        if not url:
-            raise redis.ConnectionError("TEST_REDIS_URL is not set")
-        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
-    except redis.RedisError as error:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis must be reachable under CI=true: {error}")
-        pytest.skip(f"no Redis: {error}")
+    """The cache on the test Redis (tests/cluster.py), under a key prefix no other test or run uses."""
+    require(redis_reachable(), "Redis")
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": url,
-            "KEY_PREFIX": f"test-{uuid.uuid4().hex}",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": f"{RUN_REDIS_PREFIX}-{uuid.uuid4().hex[:8]}",
         }
     }
 

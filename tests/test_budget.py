@@ -10,7 +10,7 @@ from django.db import IntegrityError
 from django.urls import reverse
 
 from billing import selectors, services
-from billing.models import BudgetAlert
+from billing.models import BudgetAlert, Reservation
 from chat import services as chat_services
 from chat.llm.pricing import TokenUsage
 from chat.models import ApiCall, Attachment, Message
@@ -23,8 +23,8 @@ def spend(user, dollars: str, **fields) -> ApiCall:
     return ApiCall.objects.create(user=user, model="claude-sonnet-5-5", cost=Decimal(dollars), **fields)
 
 
-def admit(user, conversation, text="Hello", model="claude-sonnet-5-5"):
-    services.request_admit(user_id=user.pk, conversation=conversation, text=text, model=model)
+def admit(user, conversation, text="Hello", model="claude-sonnet-5-5", max_tokens=4096) -> services.Hold:
+    return services.request_admit(user=user, conversation=conversation, text=text, model=model, max_tokens=max_tokens)
 
 
 def refusal(user, conversation, **kwargs) -> services.RequestRefused:
@@ -59,14 +59,62 @@ def test_a_user_who_spent_the_budget_is_refused_with_a_clear_message(owner, conv
     assert "monthly budget of $10.00" in refused.detail and "$10.00 spent" in refused.detail
 
 
-def test_a_request_that_could_cost_more_than_what_is_left_is_refused(owner, conversation, settings):
+def test_a_user_under_budget_is_admitted_with_the_whole_replys_worst_case_held(owner, conversation, settings):
+    settings.CHAT_DEFAULT_MONTHLY_BUDGET = Decimal("10")
+    settings.CHAT_TOOL_MAX_ROUNDS = 2
+    spend(owner, "5")
+
+    hold = admit(owner, conversation, max_tokens=1000)
+
+    # Three requests (two tool rounds), each priced with every input token a cache write and a full answer.
+    window = selectors.model_spec("claude-sonnet-5-5").context_window
+    expected = sum(
+        ((min(hold.input_tokens + r * (1000 + selectors.TOOL_RESULT_TOKENS), window) * Decimal("3.75")
+          + 1000 * 15) / Decimal(1_000_000)).quantize(Decimal("0.000001"))
+        for r in range(3)
+    )
+    assert (hold.amount, hold.max_tokens, hold.tool_rounds, hold.notice) == (expected, None, None, "")
+
+
+def test_open_reservations_count_against_the_budget(owner, conversation, settings):
     settings.CHAT_DEFAULT_MONTHLY_BUDGET = Decimal("1")
-    settings.CHAT_MAX_OUTPUT_TOKENS = 4096
-    spend(owner, "0.97")  # $0.03 left; 4,096 output tokens of Sonnet alone cost $0.061
+    Reservation.objects.create(user=owner, amount=Decimal("1"))
 
     refused = refusal(owner, conversation)
 
-    assert refused.code == "budget_exceeded" and "could cost up to $0.06" in refused.detail
+    assert refused.code == "budget_exceeded" and "$1.00 is held for replies being written" in refused.detail
+
+
+def test_when_the_budget_cannot_cover_tool_rounds_the_reply_makes_none(owner, conversation, settings):
+    settings.CHAT_DEFAULT_MONTHLY_BUDGET = Decimal("1")
+    spend(owner, "0.9")  # $0.10 left: one 4,096-token Sonnet answer ($0.06) fits, six of them do not
+
+    hold = admit(owner, conversation)
+
+    assert (hold.max_tokens, hold.tool_rounds) == (None, 0) and "no tool calls" in hold.notice
+    assert hold.amount <= Decimal("0.1")
+
+
+def test_when_the_budget_cannot_cover_a_full_answer_the_answer_is_shortened_not_refused(
+    owner, conversation, settings
+):
+    settings.CHAT_DEFAULT_MONTHLY_BUDGET = Decimal("1")
+    spend(owner, "0.97")  # $0.03 left; 4,096 output tokens of Sonnet alone cost $0.061
+
+    hold = admit(owner, conversation)
+
+    assert hold.tool_rounds == 0 and services.MIN_REPLY_TOKENS <= hold.max_tokens < 4096
+    assert f"limited to about {hold.max_tokens:,} tokens" in hold.notice
+    assert hold.amount <= Decimal("0.03")
+
+
+def test_a_request_that_cannot_buy_even_a_short_answer_is_refused(owner, conversation, settings):
+    settings.CHAT_DEFAULT_MONTHLY_BUDGET = Decimal("1")
+    spend(owner, "0.999")  # a tenth of a cent: not 256 tokens of Sonnet
+
+    refused = refusal(owner, conversation)
+
+    assert refused.code == "budget_exceeded" and "Even a short reply could cost up to" in refused.detail
 
 
 def test_the_estimate_covers_the_history_and_a_full_reply(owner, conversation, settings):

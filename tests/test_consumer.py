@@ -250,8 +250,8 @@ async def test_checkpoints_are_bounded_not_per_token(socket_for, owner, conversa
     settings.OFFLINE_MODEL_TOKENS_PER_SECOND = 400
     settings.CHAT_CHECKPOINT_INTERVAL = 0.1
     checkpoints = []
-    original = services.message_checkpoint
-    monkeypatch.setattr(services, "message_checkpoint", lambda **kw: checkpoints.append(kw) or original(**kw))
+    original = services.messages_checkpoint
+    monkeypatch.setattr(services, "messages_checkpoint", lambda writes: checkpoints.extend(writes) or original(writes))
     socket = await connected(socket_for, owner, conversation)
     await socket.send_json_to({"type": "send", "text": "A long one"})
 
@@ -259,7 +259,7 @@ async def test_checkpoints_are_bounded_not_per_token(socket_for, owner, conversa
 
     message = await reload(assistant_id(frames))
     assert 0 < len(checkpoints) < message.output_tokens / 5
-    assert all(c["content"][0]["text"] for c in checkpoints if c["content"])
+    assert all(content[0]["text"] for _, _, content, _ in checkpoints if content)
 
 
 @pytest.mark.parametrize(
@@ -336,7 +336,7 @@ async def test_an_upstream_that_goes_silent_is_abandoned(socket_for, owner, conv
     assert offline_model_reset.open_streams == 0
 
 
-async def test_a_reply_left_streaming_by_a_dead_process_is_interrupted_on_read(
+async def test_a_reply_left_streaming_by_a_dead_process_shows_as_interrupted_without_a_write(
     socket_for, owner, conversation, settings
 ):
     settings.CHAT_STREAM_STALE_AFTER = 0
@@ -349,6 +349,8 @@ async def test_a_reply_left_streaming_by_a_dead_process_is_interrupted_on_read(
     frame = await socket.receive_json_from(timeout=TIMEOUT)
 
     assert frame["message"]["status"] == "interrupted" and frame["message"]["content"][0]["text"] == "Half"
+    assert (await reload(dead.pk)).status == Message.Status.STREAMING  # reads never write; the sweep does
+    assert await database_sync_to_async(services.messages_interrupt_stale)() == 1
     assert (await reload(dead.pk)).status == Message.Status.INTERRUPTED
 
 

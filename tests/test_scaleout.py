@@ -4,11 +4,11 @@ These run whenever PostgreSQL and Redis are reachable, and must run under CI=tru
 """
 
 import asyncio
-import os
 import signal
 import subprocess
 import uuid
 
+import httpx2
 import psycopg
 import pytest
 import websockets
@@ -24,6 +24,7 @@ from tests.cluster import (
     postgres_reachable,
     receive_frame,
     redis_reachable,
+    require,
     server_env,
     REDIS_URL,
 )
@@ -31,16 +32,9 @@ from tests.cluster import (
 pytestmark = pytest.mark.scaleout
 
 
-def require(reachable: bool, what: str) -> None:
-    if reachable:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} must be reachable under CI=true")
-    pytest.skip(f"{what} is not reachable here")
-
-
 @pytest.fixture(scope="module")
 def database_url():
+    """A database of this run's own, made empty and migrated, so no other run's rows are seen."""
     require(postgres_reachable(), "PostgreSQL")
     name = f"claudechat_scaleout_{uuid.uuid4().hex[:8]}"
     url = fresh_postgres_database(name)
@@ -68,10 +62,6 @@ def cluster(database_url, redis_url, tmp_path):
             "CHAT_CHECKPOINT_INTERVAL": 0.2,
             "CHAT_HEARTBEAT_INTERVAL": 0.3,
             "CHAT_STREAM_STALE_AFTER": 2,
-            # Each run makes a fresh database (user ids restart at 1) against one shared Redis, so per-user
-            # limits would carry over between runs; they are tested on their own in test_billing_rate_limits.
-            "CHAT_RATE_LIMIT_REQUESTS_PER_MINUTE": 0,
-            "CHAT_RATE_LIMIT_TOKENS_PER_MINUTE": 0,
             "CHAT_DEFAULT_MONTHLY_BUDGET": "",
             **overrides,
         }
@@ -273,3 +263,22 @@ async def test_while_redis_is_down_sockets_get_a_clear_error_and_nothing_generat
         assert final["content"][0]["text"].startswith(seen_before)
     finally:
         redis_process.kill()
+
+
+async def test_a_process_holds_no_more_database_connections_than_its_pool(cluster, database_url):
+    with psycopg.connect(database_url, autocommit=True) as watcher:
+        # Backends started from now on are this server's; earlier tests' servers' may still be closing.
+        (started_at,) = watcher.execute("select now()").fetchone()
+        (server,) = cluster(1, DATABASE_POOL_MAX_SIZE=2)
+        visitor = Visitor(server, "grace")
+        cookies = visitor.http.cookies
+        async with httpx2.AsyncClient(base_url=server.url, cookies=cookies, timeout=60) as browser:
+            pages = await asyncio.gather(*(browser.get("/") for _ in range(30)))
+        (connections,) = watcher.execute(
+            "select count(*) from pg_stat_activity"
+            " where datname = current_database() and pid <> pg_backend_pid() and backend_start >= %s",
+            [started_at],
+        ).fetchone()
+
+    assert [page.status_code for page in pages] == [200] * 30
+    assert 1 <= connections <= 2

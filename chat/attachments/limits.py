@@ -8,6 +8,8 @@ import math
 
 from chat.models import Attachment
 
+from chat.refusals import Refusal
+
 # The Messages API's limits.
 API_MAX_REQUEST_BYTES = 32 * 1024 * 1024
 API_MAX_IMAGES = 100
@@ -18,12 +20,8 @@ MAX_ATTACHMENTS_PER_MESSAGE = 20
 REQUEST_TEXT_ALLOWANCE = 2 * 1024 * 1024
 
 
-class AttachmentRefused(Exception):
+class AttachmentRefused(Refusal):
     """A message can't be sent with these attachments; `code` and `detail` go to the user as an error frame."""
-
-    def __init__(self, code: str, detail: str):
-        super().__init__(detail)
-        self.code, self.detail = code, detail
 
 
 def encoded_size(size: int) -> int:

@@ -1,23 +1,37 @@
 """The context budget: a request is measured before it is sent, and never sent when it cannot fit.
 
-The measure is `client.messages.count_tokens` (the API's own count with a key, the offline model's otherwise),
-once per request. When the request and its `max_tokens` would overflow the window, the oldest exchanges are
-left out, whole (a user message with its replies, tool calls and results included, so no tool pair is ever
-split), by their local estimates; the smaller request is counted again to be sure. The system prompt and the
-latest exchange are never left out: when they alone do not fit, the request is refused before it is sent.
+Every request is first estimated locally (`request_estimate`: its JSON at four characters a token, each
+attachment by its stored estimate). Most are far from the window, and go as they are: asking the API to count
+them cost a round trip before every request of every turn, for an answer that could not change anything.
+
+Only a request whose estimate passes NEAR_WINDOW of the room (the window less `max_tokens`) is measured by
+`client.messages.count_tokens` (the API's own count with a key, the offline model's otherwise). When the count
+says it would overflow, the oldest exchanges are left out, whole (a user message with its replies, tool calls
+and results included, so no tool pair is ever split), by their local estimates, and the smaller request is
+estimated, and counted if still near, again. The system prompt and the latest exchange are never left out: when
+they alone do not fit, the request is refused before it is sent.
+
+The estimate is rough: JSON quoting pads prose, code takes more tokens a character than prose, and non-ASCII
+text counts six characters a character (JSON escapes it as `\\uXXXX`), so a script of about one token a
+character is not underestimated. The fifth of the room above NEAR_WINDOW is the margin for what it gets wrong.
 """
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import anthropic
 from django.conf import settings
 
+from chat.attachments.blocks import ATTACHMENT_BLOCK_TYPES
 from chat.llm.catalog import ModelSpec
 from chat.llm.request import RequestParts
+from chat.llm.tokens import estimate_tokens
 
 # What count_tokens reads of a request; the rest (max_tokens, stream options) does not change the count.
 COUNTED_FIELDS = ("model", "messages", "system", "tools", "thinking", "tool_choice", "output_config")
+# A request estimated above this share of the room is counted by the API before it is sent.
+NEAR_WINDOW = 0.8
 
 
 class ContextTooLong(Exception):
@@ -32,7 +46,7 @@ class ContextTooLong(Exception):
 @dataclass(frozen=True)
 class Fitted:
     request: dict
-    tokens: int  # input tokens, as count_tokens measured them
+    tokens: int  # input tokens: count_tokens' measure when the request was near the window, else the estimate
     window: int
     messages_left_out: int
 
@@ -55,7 +69,8 @@ async def request_fit(
 ) -> Fitted:
     """The request `assemble(left_out)` makes with as few exchanges left out as the window allows.
 
-    Raises ContextTooLong when only the latest exchange is left and it still does not fit.
+    Counts with the API only when the local estimate is near the window (see the module's docstring). Raises
+    ContextTooLong when only the latest exchange is left and it still does not fit.
     """
     window = context_window(model)
     # The latest exchange (the message being answered) is always sent.
@@ -63,14 +78,33 @@ async def request_fit(
     left_out = 0
     while True:
         request = assemble(left_out)
-        counted = await client.messages.count_tokens(**{k: v for k, v in request.items() if k in COUNTED_FIELDS})
         room = window - request["max_tokens"]
-        excess = counted.input_tokens - room
+        tokens = request_estimate(request, attachment_tokens=sum(
+            exchange.attachment_tokens for exchange in parts.exchanges[left_out:]
+        ))
+        if tokens > room * NEAR_WINDOW:
+            counted = await client.messages.count_tokens(
+                **{k: v for k, v in request.items() if k in COUNTED_FIELDS}
+            )
+            tokens = counted.input_tokens
+        excess = tokens - room
         if excess <= 0:
             left_out_messages = sum(exchange.message_count for exchange in parts.exchanges[:left_out])
-            return Fitted(request, counted.input_tokens, window, left_out_messages)
+            return Fitted(request, tokens, window, left_out_messages)
         if left_out == droppable:
-            raise ContextTooLong(counted.input_tokens, room)
+            raise ContextTooLong(tokens, room)
         while left_out < droppable and excess > 0:
             excess -= parts.exchanges[left_out].tokens
             left_out += 1
+
+
+def request_estimate(request: dict, *, attachment_tokens: int) -> int:
+    """The local estimate of a request's input tokens: its JSON at four characters a token, except the image
+    and document blocks, whose base64 bytes say nothing of their cost; `attachment_tokens`, the sum of their
+    stored estimates (chat/attachments/), stands for them."""
+    blocks = [
+        block for turn in request["messages"] for block in turn["content"]
+        if block.get("type") not in ATTACHMENT_BLOCK_TYPES
+    ]
+    fixed = {key: value for key, value in request.items() if key in COUNTED_FIELDS and key != "messages"}
+    return estimate_tokens(json.dumps(fixed)) + estimate_tokens(json.dumps(blocks)) + attachment_tokens

@@ -34,11 +34,16 @@ THINKING_BUDGETS = {ThinkingLevel.LOW: 2_048, ThinkingLevel.MEDIUM: 8_192, Think
 MIN_THINKING_BUDGET = 1_024
 
 
+# Blocks whose cost their stored estimate says, not their (base64) JSON: what attachments become.
+ATTACHMENT_BLOCK_TYPES = ("image", "document")
+
+
 @dataclass(frozen=True)
 class Exchange:
     turns: list[dict]
     message_count: int
     tokens: int  # a local estimate, to choose how many exchanges to leave out before counting again
+    attachment_tokens: int = 0  # the stored estimates of its attachments (chat/attachments/)
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,7 @@ def request_assemble(
         turns[-1]["content"] = [block for block in turns[-1]["content"] if block["type"] != "thinking"]
     while turns and (turns[-1]["role"] == "assistant" and not continuing or not turns[-1]["content"]):
         turns.pop()
-    request = {"model": model.id, **_output_options(model, parts.thinking, continuing), "messages": turns}
+    request = {"model": model.id, **output_options(model, parts.thinking, continuing), "messages": turns}
     if parts.system:
         request["system"] = [{"type": "text", "text": parts.system}]
     if parts.tools:
@@ -97,7 +102,7 @@ def request_build(conversation: Conversation, *, reply: Message) -> dict:
     return request_assemble(request_parts(conversation, reply=reply), model=spec)
 
 
-def _output_options(model: ModelSpec, thinking: str, continuing: bool) -> dict:
+def output_options(model: ModelSpec, thinking: str, continuing: bool) -> dict:
     """`max_tokens`, sized per model and capped by CHAT_MAX_OUTPUT_TOKENS, plus the thinking options.
 
     Thinking tokens count toward `max_tokens`, so thinking adds its budget to the answer's room. Models that take
@@ -145,7 +150,7 @@ def cache_breakpoints_place(request: dict) -> None:
 
 
 def _exchanges(conversation: Conversation, reply: Message) -> list[Exchange]:
-    history = conversation.messages.filter(created_at__lte=reply.created_at).exclude(pk=reply.pk)
+    history = conversation.messages.filter(pk__lt=reply.pk)
     groups: list[list[Message]] = []
     for message in history.exclude(status=Message.Status.STREAMING).prefetch_related("attachments"):
         if message.role == Message.Role.USER or not groups:
@@ -156,6 +161,7 @@ def _exchanges(conversation: Conversation, reply: Message) -> list[Exchange]:
             turns=[turn for message in group for turn in _message_turns(message)],
             message_count=len(group),
             tokens=sum(_estimated_tokens(message) for message in group),
+            attachment_tokens=sum(a.tokens for message in group for a in message.attachments.all()),
         )
         for group in groups
     ]

@@ -20,23 +20,26 @@ import asyncio
 import collections
 import dataclasses
 import itertools
+import json
 import logging
 import time
 
 import anthropic
 import httpx2
-from chat.db import db_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from billing.ledger import UpstreamAttempt, UpstreamRequest, ledger_log_unsaved
 from chat import frames, services
+from chat.db import db_async
 from chat.llm import context, registry, routing
 from chat.llm import tools as tools_module
 from chat.llm.client import anthropic_client, attempt_recorder
-from chat.llm.tokens import estimate_tokens
 from chat.llm.pricing import TokenUsage
 from chat.llm.request import RequestParts, request_assemble, request_parts
+from chat.llm.tokens import estimate_tokens
 from chat.models import ApiCall, Message
+from chat.replies.checkpoints import checkpointer
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +48,12 @@ PUBLISH_TIMEOUT = 2.0
 FINAL_FRAME_TRIES = 3
 # The Messages endpoint, whose every HTTP attempt is a ledger row; count_tokens and the Models API cost nothing.
 MESSAGES_PATH = "/v1/messages"
+# Settling is retried with backoff from the first delay up to the longest, for CHAT_SETTLE_TIMEOUT seconds.
+SETTLE_FIRST_DELAY = 0.25
+SETTLE_LONGEST_DELAY = 5.0
 
-# Generations running in this process, by conversation id. Tasks are kept here so they are not collected.
+# Generations running in this process, by message id (one reply, one entry: a finishing reply removes only
+# itself, never the next reply of its conversation). Tasks are kept here so they are not collected.
 running: dict[int, "Generation"] = {}
 
 
@@ -55,18 +62,37 @@ def conversation_group(conversation_id: int) -> str:
     return f"conversation-{conversation_id}"
 
 
-def control_group(conversation_id: int) -> str:
-    """The generation of the conversation, wherever it runs: where sockets send `stop` and snapshot requests."""
-    return f"generation-{conversation_id}"
+def control_group(message_id: int) -> str:
+    """The generation of one reply, wherever it runs: where sockets send `stop` and snapshot requests. Keyed
+    by reply, so a Stop meant for one reply never stops the next one of the conversation."""
+    return f"generation-{message_id}"
 
 
 # Set when the process is shutting down: no new turns start, running ones finish or are checkpointed.
 draining = False
 
 
+@dataclasses.dataclass(frozen=True)
+class ReplyLimits:
+    """What the reply's reservation paid for (billing.Reservation): None is no cap."""
+
+    reservation_id: int | None = None
+    max_tokens: int | None = None
+    tool_rounds: int | None = None
+    notice: str = ""
+
+
+class StreamCutShort(Exception):
+    """The response ended without `message_stop`: the connection closed cleanly mid-reply."""
+
+
 class Generation:
-    def __init__(self, *, message: Message, user_id: int, continuing: bool = False):
+    def __init__(
+        self, *, message: Message, user_id: int, continuing: bool = False, limits: ReplyLimits = ReplyLimits()
+    ):
         self.message_id = message.pk
+        self.token = message.owner_token
+        self.limits = limits
         self.conversation_id = message.conversation_id
         self.user_id = user_id
         self.model = message.model
@@ -79,12 +105,17 @@ class Generation:
         self.blocks: list[dict] = [dict(block) for block in message.content] if continuing else []
         self.seq = message.seq if continuing else 0
         self.notices: list[str] = list(message.notices) if continuing else []
+        if limits.notice:
+            self.notices.append(limits.notice)
+        # Checkpoint bookkeeping (chat/replies/checkpoints.py): the seq last saved and when.
+        self.saved_seq, self.saved_at = self.seq, time.monotonic()
+        self.owned = True
         self.pending_parts: list[dict] = []
         self.outbox: collections.deque[dict] = collections.deque()
         self.has_pending = asyncio.Event()
         self.stop_requested = asyncio.Event()
         self.stop_status = Message.Status.STOPPED
-        self.requests: list[services.UpstreamRequest] = []
+        self.requests: list[UpstreamRequest] = []
         self.is_fallback = False
         # The response streaming now: where each of its content blocks sits in `blocks`, what it said (billed by
         # estimate if it breaks off), when it started, and the block it extends when it continues a reply.
@@ -173,33 +204,47 @@ class Generation:
             return False
 
     async def _publish_loop(self) -> None:
-        """Frames at most every CHAT_FRAME_INTERVAL; the first delta goes out at once."""
+        """Deltas at most every CHAT_FRAME_INTERVAL, the first one at once: only a delta starts the interval (a
+        `message` frame such as the context gauge, sent just before the first token, does not hold it up)."""
         while True:
             await self.has_pending.wait()
             self.has_pending.clear()
-            await self._publish_outbox()
-            await asyncio.sleep(settings.CHAT_FRAME_INTERVAL)
+            if await self._publish_outbox():
+                await asyncio.sleep(settings.CHAT_FRAME_INTERVAL)
 
-    async def _publish_outbox(self) -> None:
+    async def _publish_outbox(self) -> bool:
+        """Send what is queued, in order; True if a delta was among it."""
         self._queue_pending_frame()
+        sent_delta = False
         while self.outbox:
-            if not await self._publish(self.outbox.popleft()):
+            frame = self.outbox.popleft()
+            sent_delta = sent_delta or frame["type"] == "delta"
+            if not await self._publish(frame):
                 # Sockets cannot be reached now; they catch up from a snapshot when they can.
                 self.outbox.clear()
+        return sent_delta
 
-    async def _checkpoint_loop(self) -> None:
-        """Save progress at a bounded rate, never per token, and keep the heartbeat fresh while quiet."""
-        saved_seq, saved_at = self.seq, time.monotonic()
-        while True:
-            await asyncio.sleep(settings.CHAT_CHECKPOINT_INTERVAL)
-            quiet_for = time.monotonic() - saved_at
-            if self.pending_parts or self.seq != saved_seq or quiet_for >= settings.CHAT_HEARTBEAT_INTERVAL:
-                # A snapshot, so the saved content matches its seq exactly (a socket resumes from it).
-                snapshot = self.snapshot()
-                await db_async(services.message_checkpoint)(
-                    message_id=self.message_id, content=snapshot["content"], seq=snapshot["seq"]
-                )
-                saved_seq, saved_at = snapshot["seq"], time.monotonic()
+    def checkpoint_due(self, now: float) -> tuple[list[dict] | None, int] | None:
+        """What the checkpointer should write now: (content, seq) when the reply changed since it was last
+        saved, (None, seq) for a heartbeat alone when it has been quiet, None when nothing is due."""
+        if self.pending_parts or self.seq != self.saved_seq:
+            # A snapshot, so the saved content matches its seq exactly (a socket resumes from it).
+            snapshot = self.snapshot()
+            return snapshot["content"], snapshot["seq"]
+        if now - self.saved_at >= settings.CHAT_HEARTBEAT_INTERVAL:
+            return None, self.seq
+        return None
+
+    def checkpointed(self, seq: int, at: float) -> None:
+        self.saved_seq, self.saved_at = seq, at
+
+    def ownership_lost(self) -> None:
+        """The reply is no longer ours (stopped elsewhere, swept as stale, deleted): stop spending on it. Its
+        ledger rows are still written when it settles; its row keeps what the other writer left."""
+        if self.owned:
+            log.warning("reply %s is no longer owned by its generation; stopping it", self.message_id)
+            self.owned = False
+            self.request_stop(Message.Status.STOPPED)
 
     async def _control_loop(self, channel: str) -> None:
         """Answer sockets in any process: stop this reply, or send one socket the reply so far.
@@ -213,7 +258,7 @@ class Generation:
                 log.warning("control channel of generation %s failed: %r", self.message_id, error)
                 await asyncio.sleep(1)
                 try:
-                    await self.channel_layer.group_add(control_group(self.conversation_id), channel)
+                    await self.channel_layer.group_add(control_group(self.message_id), channel)
                 except Exception:
                     pass
 
@@ -241,7 +286,7 @@ class Generation:
             await response.aread()
             error = f"HTTP {response.status_code}: {response.text[:500]}"
         self.requests[-1].attempts.append(
-            services.UpstreamAttempt(
+            UpstreamAttempt(
                 http_status=response.status_code,
                 request_id=response.headers.get("request-id", ""),
                 error=error,
@@ -249,28 +294,37 @@ class Generation:
             )
         )
 
-    def _apply_event(self, upstream: services.UpstreamRequest, event) -> None:
-        if event.type == "message_start":
-            upstream.usage = TokenUsage.from_sdk(event.message.usage)
-        elif event.type == "content_block_start":
-            self._start_block(event.content_block.model_dump(mode="json", exclude_none=True))
-        elif event.type == "content_block_delta":
+    def _apply_event(self, upstream: UpstreamRequest, event) -> bool:
+        """Apply one raw stream event to the reply; True at `message_stop`.
+
+        Raw events, not the SDK's accumulating MessageStream: that helper rebuilds a snapshot of the whole
+        message on every event (its text grows by concatenation), which was the largest part of a stream's CPU
+        here, while the reply's blocks are built below anyway.
+        """
+        if event.type == "content_block_delta":
             if upstream.first_token_ms is None:
                 upstream.first_token_ms = int((time.monotonic() - self.request_started) * 1000)
             self._apply_delta(self.positions[event.index], event.delta)
+        elif event.type == "content_block_start":
+            self._start_block(event.content_block.model_dump(mode="json", exclude_none=True))
+        elif event.type == "content_block_stop":
+            self._finish_block(self.positions[event.index])
+        elif event.type == "message_start":
+            upstream.usage = TokenUsage.from_sdk(event.message.usage)
         elif event.type == "message_delta":
-            # Kept in case the stream breaks before message_stop; the final message replaces it otherwise.
             upstream.stop_reason = event.delta.stop_reason or ""
-            upstream.usage = dataclasses.replace(upstream.usage, output_tokens=event.usage.output_tokens)
+            upstream.usage = _usage_updated(upstream.usage, event.usage)
+        return event.type == "message_stop"
 
     def _start_block(self, block: dict) -> None:
         """A new content block: appended to the reply, except the first text of a continuation, which goes on
         the end of the text it continues."""
         if self.extending and not self.positions and block["type"] == "text":
             self.positions.append(self.extending[0])
+            self.blocks[self.extending[0]]["text"] += block.get("text", "")
             return
         if block["type"] == "tool_use":
-            block["input"] = {}
+            block["input"], block["partial_json"] = {}, ""
         self.blocks.append(block)
         self.positions.append(len(self.blocks) - 1)
         if block["type"] == "tool_use":
@@ -293,34 +347,32 @@ class Generation:
             self._add_part(index, "tool_use", delta.partial_json)
             self.generated.append(delta.partial_json)
 
-    def _apply_final(self, final) -> None:
-        """The final message replaces what the deltas built: thinking blocks keep their signatures exactly, and
-        tool inputs arrive parsed."""
-        for position, block in zip(self.positions, final.content, strict=True):
-            dumped = block.model_dump(mode="json", exclude_none=True)
-            if self.extending and position == self.extending[0]:
-                dumped["text"] = self.extending[1] + dumped["text"]
-            self.blocks[position] = dumped
+    def _finish_block(self, index: int) -> None:
+        """A block is complete: a tool call's streamed JSON becomes its input, as the API sent it."""
+        block = self.blocks[index]
+        if block["type"] == "tool_use" and "partial_json" in block:
+            block["input"] = json.loads(block.pop("partial_json") or "{}")
 
     async def _request(self, client: anthropic.AsyncAnthropic, request: dict) -> None:
-        """Stream one response into the reply. Its ledger entry is `self.requests[-1]`, whatever happens."""
-        upstream = services.UpstreamRequest(model=request["model"], status=ApiCall.Status.ERROR)
+        """Stream one response into the reply. Its ledger entry is `self.requests[-1]`, whatever happens: a
+        request that never got an HTTP response (connection refused, DNS, TLS) is a row with its error too."""
+        upstream = UpstreamRequest(model=request["model"], status=ApiCall.Status.ERROR)
         upstream.is_fallback = self.is_fallback
         self.requests.append(upstream)
         self.positions, self.generated, self.request_started = [], [], time.monotonic()
         try:
-            async with client.messages.stream(**request) as stream:
+            stream = await client.messages.create(**request, stream=True)
+            async with stream:
+                finished = False
                 async for event in stream:
-                    self._apply_event(upstream, event)
-                final = await stream.get_final_message()
-            self._apply_final(final)
-            upstream.usage = TokenUsage.from_sdk(final.usage)
-            upstream.stop_reason = final.stop_reason or ""
+                    finished = self._apply_event(upstream, event)
+            if not finished:
+                raise StreamCutShort
             upstream.status = ApiCall.Status.OK
         except asyncio.CancelledError:
             upstream.status = ApiCall.Status.STOPPED
             raise
-        except (anthropic.APIError, httpx2.HTTPError) as exc:
+        except (anthropic.APIError, httpx2.HTTPError, StreamCutShort) as exc:
             upstream.error = upstream_error_reason(exc)
             raise
         finally:
@@ -340,9 +392,10 @@ class Generation:
             model = await db_async(registry.model_for)(self.model)
 
             def assemble(left_out: int) -> dict:
-                return request_assemble(
+                request = request_assemble(
                     parts, model=model, reply_blocks=self.blocks, left_out=left_out, continuing=continuing
                 )
+                return self._within_limits(request)
 
             fitted = await context.request_fit(client, parts, model, assemble)
             self._measured(fitted)
@@ -358,6 +411,16 @@ class Generation:
                 )
                 self.model, self.is_fallback = fallback.id, True
                 self._announce()
+
+    def _within_limits(self, request: dict) -> dict:
+        """The request cut to what the reservation paid for, when the budget could not cover a full reply:
+        fewer output tokens and no thinking (whose budget would not fit beside an answer)."""
+        cap = self.limits.max_tokens
+        if cap is not None and request["max_tokens"] > cap:
+            request["max_tokens"] = cap
+            request.pop("thinking", None)
+            request.pop("output_config", None)
+        return request
 
     def _measured(self, fitted: context.Fitted) -> None:
         self.context = (fitted.tokens, fitted.window)
@@ -378,14 +441,22 @@ class Generation:
             self.extending = None
             if self.stop_reason != "tool_use":
                 return
-            if rounds == settings.CHAT_TOOL_MAX_ROUNDS:
+            if rounds == self._tool_rounds:
                 self.notices.append(
+                    "The reply ends here: it asked for a tool, and this reply's budget has no room for tool calls."
+                    if self._tool_rounds < settings.CHAT_TOOL_MAX_ROUNDS else
                     f"The reply ends here: it asked for tools again after {rounds} rounds of tool calls, "
                     "the most one reply may make."
                 )
                 return
             calls = [self.blocks[p] for p in self.positions if self.blocks[p]["type"] == "tool_use"]
             await self._run_tools(calls, parts.tools)
+
+    @property
+    def _tool_rounds(self) -> int:
+        if self.limits.tool_rounds is not None:
+            return min(self.limits.tool_rounds, settings.CHAT_TOOL_MAX_ROUNDS)
+        return settings.CHAT_TOOL_MAX_ROUNDS
 
     def _parts(self) -> RequestParts:
         message = Message.objects.select_related("conversation__owner").get(pk=self.message_id)
@@ -403,7 +474,8 @@ class Generation:
     # --- the whole turn -------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        heartbeat = asyncio.create_task(self._checkpoint_loop())
+        checkpoints = checkpointer()
+        checkpoints.register(self)
         helpers = [asyncio.create_task(self._publish_loop())]
         control = await self._join_control_group()
         if control:
@@ -417,18 +489,21 @@ class Generation:
         finally:
             for helper in helpers:
                 helper.cancel()
-            # The heartbeat goes on until the reply is saved: a helper slow to stop (a channel layer that is
-            # down) must not make a live reply look dead to a socket that checks meanwhile.
-            await self._settle(status, error)
-            heartbeat.cancel()
-            await asyncio.wait([heartbeat, *helpers], timeout=5)
-            await self._leave_control_group(control)
-            running.pop(self.conversation_id, None)
+            # The heartbeat goes on until the reply is settled: a reply being saved (or waiting for the database
+            # to come back) must not look dead to a socket or a sweep meanwhile.
+            try:
+                await self._settle(status, error)
+            finally:
+                checkpoints.unregister(self)
+                await asyncio.wait(helpers, timeout=5)
+                await self._leave_control_group(control)
+                if running.get(self.message_id) is self:
+                    del running[self.message_id]
 
     async def _join_control_group(self) -> str | None:
         try:
             channel = await self.channel_layer.new_channel()
-            await self.channel_layer.group_add(control_group(self.conversation_id), channel)
+            await self.channel_layer.group_add(control_group(self.message_id), channel)
             return channel
         except Exception as error:
             log.warning("generation %s has no control channel: %r", self.message_id, error)
@@ -437,7 +512,7 @@ class Generation:
     async def _leave_control_group(self, channel: str | None) -> None:
         if channel:
             try:
-                await self.channel_layer.group_discard(control_group(self.conversation_id), channel)
+                await self.channel_layer.group_discard(control_group(self.message_id), channel)
             except Exception as error:
                 log.warning("leaving the control group failed: %r", error)
 
@@ -456,7 +531,7 @@ class Generation:
                 return self.stop_status, services.STOP_REASONS.get(self.stop_status, "")
             conversing.result()
             return Message.Status.COMPLETE, ""
-        except (anthropic.APIError, httpx2.HTTPError) as exc:
+        except (anthropic.APIError, httpx2.HTTPError, StreamCutShort) as exc:
             log.warning("upstream failed for message %s: %r", self.message_id, exc)
             return Message.Status.FAILED, upstream_error_reason(exc)
         except context.ContextTooLong as refusal:
@@ -468,6 +543,11 @@ class Generation:
     async def _settle(self, status: str, error: str) -> None:
         """Save the reply first, then tell the sockets: a dead channel layer must not cost the reply.
 
+        Saving is retried with backoff for CHAT_SETTLE_TIMEOUT seconds (a database restart or failover must
+        not lose a reply) while the checkpointer keeps the heartbeat going. If it still fails, the ledger rows
+        go to the log as one `api_call_unsaved` line for `manage.py ledger_replay`, and the reply keeps its
+        last checkpoint until the stale sweep marks it interrupted.
+
         A tool_use cut off mid-stream, or never run because the reply stopped, keeps no result; later requests
         leave it out (chat/llm/request.py), so the history stays valid.
         """
@@ -477,10 +557,12 @@ class Generation:
         gauge = None
         if self.context and self.requests:
             gauge = (self.context[0] + self.requests[-1].usage.output_tokens, self.context[1])
-        message = await db_async(services.message_finish)(
+        finish = dict(
             message_id=self.message_id,
             user_id=self.user_id,
             conversation_id=self.conversation_id,
+            token=self.token,
+            reservation_id=self.limits.reservation_id,
             status=status,
             content=self.blocks,
             seq=self.seq,
@@ -493,6 +575,22 @@ class Generation:
             notices=self.notices,
             context=gauge,
         )
+        deadline, delay = time.monotonic() + settings.CHAT_SETTLE_TIMEOUT, SETTLE_FIRST_DELAY
+        while True:
+            try:
+                message = await db_async(services.message_finish)(**finish)
+                break
+            except Exception:
+                if time.monotonic() + delay > deadline:
+                    log.exception("settling reply %s failed for good", self.message_id)
+                    ledger_log_unsaved(
+                        self.requests, user_id=self.user_id, conversation_id=self.conversation_id,
+                        message_id=self.message_id,
+                    )
+                    return
+                log.warning("settling reply %s failed; retrying in %gs", self.message_id, delay, exc_info=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, SETTLE_LONGEST_DELAY)
         await self._publish_outbox()
         if message is not None:
             # The final state is the frame a client cannot infer from a gap: try it harder than a delta.
@@ -500,6 +598,15 @@ class Generation:
             for _ in range(FINAL_FRAME_TRIES):
                 if await self._publish(final):
                     break
+
+
+def _usage_updated(usage: TokenUsage, delta_usage) -> TokenUsage:
+    """`message_delta` usage is cumulative; the fields it leaves null keep what `message_start` said."""
+    changes = {"output_tokens": delta_usage.output_tokens or 0}
+    for name in ("input_tokens", "cache_read_input_tokens"):
+        if getattr(delta_usage, name, None) is not None:
+            changes[name] = getattr(delta_usage, name)
+    return dataclasses.replace(usage, **changes)
 
 
 def upstream_error_reason(exc: Exception) -> str:
@@ -514,6 +621,8 @@ def upstream_error_reason(exc: Exception) -> str:
         return f"The model answered with an error ({exc.status_code}: {_api_error_message(exc)})."
     if isinstance(exc, httpx2.TimeoutException | anthropic.APITimeoutError):
         return "The model went silent, so the reply was abandoned. The partial reply is kept."
+    if isinstance(exc, anthropic.APIConnectionError):
+        return "The model could not be reached. Try again in a moment."
     return "The connection to the model was lost mid-reply. The partial reply is kept."
 
 
@@ -523,9 +632,11 @@ def _api_error_message(exc: anthropic.APIStatusError) -> str:
     return error.get("message") or exc.message
 
 
-async def generation_start(*, message: Message, user_id: int, continuing: bool = False) -> Generation:
-    generation = Generation(message=message, user_id=user_id, continuing=continuing)
-    running[message.conversation_id] = generation
+async def generation_start(
+    *, message: Message, user_id: int, continuing: bool = False, limits: ReplyLimits = ReplyLimits()
+) -> Generation:
+    generation = Generation(message=message, user_id=user_id, continuing=continuing, limits=limits)
+    running[message.pk] = generation
     generation.task = asyncio.create_task(generation.run(), name=f"generation-{message.pk}")
     generation.task.add_done_callback(_log_if_failed)
     return generation
@@ -538,12 +649,22 @@ def _log_if_failed(task: asyncio.Task) -> None:
 
 
 def generation_for_conversation(conversation_id: int) -> Generation | None:
-    return running.get(conversation_id)
+    """The reply streaming in a conversation, if this process writes it."""
+    return next((g for g in running.values() if g.conversation_id == conversation_id), None)
+
+
+async def reply_stop(message_id: int, status: str = Message.Status.STOPPED) -> None:
+    """Stop one reply wherever it runs: here directly, elsewhere through its control group."""
+    generation = running.get(message_id)
+    if generation is not None:
+        generation.request_stop(status)
+        return
+    await get_channel_layer().group_send(control_group(message_id), {"type": "generation.stop"})
 
 
 async def generations_drain(timeout: float) -> None:
     """Shut down gently: refuse new turns, let running replies finish for up to `timeout` seconds, then save
-    the rest as interrupted with everything generated so far."""
+    the rest as interrupted with everything generated so far, and wait until every one is settled."""
     global draining
     draining = True
     tasks = [generation.task for generation in running.values() if generation.task]
@@ -554,5 +675,5 @@ async def generations_drain(timeout: float) -> None:
     for generation in list(running.values()):
         generation.request_stop(Message.Status.INTERRUPTED)
     if unfinished:
-        await asyncio.wait(unfinished, timeout=10)
-
+        # Settling retries for CHAT_SETTLE_TIMEOUT at most; waiting past that would wait on nothing.
+        await asyncio.wait(unfinished, timeout=settings.CHAT_SETTLE_TIMEOUT + 10)

@@ -830,7 +830,10 @@
   }
 
   function stopReply() {
-    if (sendFrame({ type: "stop" })) {
+    // Addressed to the reply on screen: a new turn started meanwhile from another tab is not stopped.
+    const streaming = [...chat.views.values()].find((view) => view.message.status === "streaming");
+    if (!streaming) return;
+    if (sendFrame({ type: "stop", message: streaming.message.id })) {
       chat.stopRequested = true;
       updateComposer();
       chat.input.focus(); // the Stop button is about to disappear; keep the keyboard where the next message goes

@@ -10,7 +10,7 @@ import json
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -67,7 +67,9 @@ class OfflineModel:
 
     State changes happen under a lock, so the instance can serve event loops in several threads.
     `clock` returns seconds and drives cache TTLs; tests replace it to expire entries without sleeping.
-    `received` holds the latest /v1/messages request bodies as sent, for tests that check what went upstream.
+    `received` holds the latest /v1/messages request bodies as sent, for tests that check what went upstream;
+    `requests_by_path` counts every request by path (`/v1/messages/count_tokens`, `/v1/models`, ...), for tests
+    that check how many requests of each kind a turn makes.
     """
 
     def __init__(self) -> None:
@@ -77,6 +79,7 @@ class OfflineModel:
         self._faults: deque[Fault] = deque()
         self._requests = 0
         self.received: deque[dict] = deque(maxlen=RECEIVED_KEPT)
+        self.requests_by_path: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     def inject_fault(
@@ -95,18 +98,20 @@ class OfflineModel:
             self._faults.extend([Fault(kind, after_tokens, float(retry_after))] * times)
 
     def reset(self) -> None:
-        """Forgets the prompt cache and pending faults, and restores the real clock."""
+        """Forgets the prompt cache, pending faults and what was received, and restores the real clock."""
         with self._lock:
             self._cache.clear()
             self._faults.clear()
             self.received.clear()
+            self.requests_by_path.clear()
         self.clock = time.monotonic
 
     async def handle(self, request: httpx2.Request) -> httpx2.Response:
+        method, path = request.method, request.url.path
         with self._lock:
             self._requests += 1
+            self.requests_by_path[path] += 1
             request_id = f"req_offline_{self._requests}"
-        method, path = request.method, request.url.path
         model_id = path.removeprefix("/v1/models/")
         try:
             if (method, path) == ("POST", "/v1/messages"):

@@ -1,0 +1,61 @@
+"""Keeping replies honest when their surroundings change: deleted mid-reply, left by a dead process.
+
+- Deleting a streaming reply (its conversation, its user, or the row itself, by any path: the page, the
+  admin, a cascade) stops its generation as soon as the deletion commits, in whatever process runs it, so
+  the upstream stops generating and billing at once. The ledger still gets its rows when the reply settles.
+  (Its next checkpoint would find the row gone and stop it too; this is the prompt path.)
+- The stale sweep marks replies whose process died as interrupted and releases what they reserved. Each
+  server process runs it every CHAT_STALE_SWEEP_INTERVAL; reads never do it (pages and sockets only show a
+  stale reply as interrupted, chat/frames.py).
+"""
+
+import asyncio
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
+
+from chat import services
+from chat.db import db_async
+from chat.models import Message
+from chat.replies import generation
+
+log = logging.getLogger(__name__)
+
+
+@receiver(post_delete, sender=Message, dispatch_uid="stop_deleted_reply")
+def _stop_deleted_reply(sender, instance: Message, **kwargs) -> None:
+    if instance.status == Message.Status.STREAMING:
+        transaction.on_commit(lambda: reply_stop_from_sync(instance.pk))
+
+
+def reply_stop_from_sync(message_id: int) -> None:
+    """Stop a reply from synchronous code (a view, the admin, a management command), wherever it runs."""
+    running = generation.running.get(message_id)
+    try:
+        if running is not None and running.task is not None:
+            running.task.get_loop().call_soon_threadsafe(running.request_stop)
+            return
+        async_to_sync(get_channel_layer().group_send)(
+            generation.control_group(message_id), {"type": "generation.stop"}
+        )
+    except Exception:
+        # The checkpoint that finds the row gone stops the reply a moment later.
+        log.exception("stopping deleted reply %s failed", message_id)
+
+
+async def stale_sweep_forever() -> None:
+    """Every CHAT_STALE_SWEEP_INTERVAL: interrupt the replies dead processes left, release their reservations.
+    Several processes may sweep at once: the sweep is one conditional UPDATE, so they never disagree."""
+    while True:
+        await asyncio.sleep(settings.CHAT_STALE_SWEEP_INTERVAL)
+        try:
+            swept = await db_async(services.messages_interrupt_stale)()
+            if swept:
+                log.info("%d stale replies marked interrupted", swept)
+        except Exception:
+            log.exception("the stale sweep failed; trying again in %gs", settings.CHAT_STALE_SWEEP_INTERVAL)
