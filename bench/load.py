@@ -500,12 +500,12 @@ async def main(args) -> dict:
             delivered.reply_seconds, args.steady,
         )
     finally:
-        await sdk.close()
         for server in servers:
             server.stop()
         offline.kill()
         if database_name:
             drop_postgres_database(database_name)
+        await sdk.close()
 
     ttft = [stats.ttft for stats in all_stats]
     gaps = delivered.gaps
@@ -586,13 +586,14 @@ def table_row(result: dict) -> str:
     return "| " + " | ".join(str(cell) for cell in cells) + " |"
 
 
-def exit_on_sigterm(*_):
-    """`timeout` and CI send SIGTERM: exit through `finally`, so the servers started here are stopped."""
-    raise SystemExit(143)
+async def main_until_sigterm(args) -> dict:
+    """`timeout` and CI send SIGTERM: it cancels the run, whose `finally` blocks stop every process started here.
+    (Raising from a plain signal handler would leave the event loop without running them.)"""
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
+    return await main(args)
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, exit_on_sigterm)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--processes", type=int, default=1)
@@ -602,7 +603,10 @@ if __name__ == "__main__":
     parser.add_argument(
         "--reply-seconds", type=float, default=30, help="--steady: how long the quoted question streams in a reply"
     )
-    result = asyncio.run(main(parser.parse_args()))
+    try:
+        result = asyncio.run(main_until_sigterm(parser.parse_args()))
+    except asyncio.CancelledError:
+        sys.exit(143)
     print(json.dumps(result, indent=2))
     print()
     print(TABLE_HEADER)

@@ -107,7 +107,7 @@ class RequestEstimate:
 
 def request_estimate(
     *, conversation: Conversation, text: str, model: str, attachment_ids: list[int] = (),
-    max_tokens: int | None = None,
+    max_tokens: int | None = None, prices: Price | None = None,
 ) -> RequestEstimate:
     """An upper bound on what the next request will cost, before anything is stored or sent.
 
@@ -127,7 +127,8 @@ def request_estimate(
     attachment_tokens = attachments.aggregate(total=Sum("tokens"))["total"] or 0
     input_tokens = min(estimate_tokens(prompt) + attachment_tokens, spec.context_window)
     output_tokens = max_tokens or min(settings.CHAT_MAX_OUTPUT_TOKENS, spec.max_output)
-    cost = usage_cost(TokenUsage(input_tokens=input_tokens, output_tokens=output_tokens), price_for_model(model))
+    prices = prices or price_for_model(model)
+    cost = usage_cost(TokenUsage(input_tokens=input_tokens, output_tokens=output_tokens), prices)
     return RequestEstimate(input_tokens, output_tokens, cost)
 
 

@@ -63,10 +63,12 @@ def request_admit(
     reservation written with the returned Hold are one step, so concurrent sends cannot overspend. The budget
     is checked before the rate limits count the request, so a request refused for its budget uses no quota.
     """
+    prices = selectors.price_for_model(model)
     estimate = selectors.request_estimate(
-        conversation=conversation, text=text, model=model, attachment_ids=attachment_ids, max_tokens=max_tokens
+        conversation=conversation, text=text, model=model, attachment_ids=attachment_ids, max_tokens=max_tokens,
+        prices=prices,
     )
-    hold = _hold_within_budget(user, model, estimate)
+    hold = _hold_within_budget(user, model, prices, estimate)
     _rate_limits_take(user, estimate.input_tokens)
     return hold
 
@@ -81,11 +83,10 @@ def _dollars(amount: Decimal) -> str:
     return f"${amount:,.2f}"
 
 
-def _hold_within_budget(user, model: str, estimate: selectors.RequestEstimate) -> Hold:
+def _hold_within_budget(user, model: str, prices, estimate: selectors.RequestEstimate) -> Hold:
     """The whole reply's worst case when the budget has room for it; else a reply cut to what is left (one
     request, fewer output tokens), said in its notice; else a refusal."""
     spec = model_spec(model)
-    prices = selectors.price_for_model(model)
     rounds = settings.CHAT_TOOL_MAX_ROUNDS + 1
 
     def worst(max_tokens: int, requests: int) -> Decimal:

@@ -354,3 +354,41 @@ def test_history_is_ordered_by_id_not_by_the_clocks_of_several_hosts(conversatio
     Message.objects.filter(pk=first.pk).update(created_at=timezone.now() + timedelta(minutes=5))
 
     assert list(conversation.messages.values_list("pk", flat=True)) == [first.pk, second.pk]
+
+
+def test_ledger_replay_writes_the_rows_of_unsaved_lines_from_a_log(tmp_path, owner, conversation):
+    from django.core.management import call_command
+
+    reply = streaming_reply(conversation)
+    request = ledger.UpstreamRequest(
+        model="claude-sonnet-5-5", attempts=[ledger.UpstreamAttempt(http_status=200, request_id="req_lost")],
+    )
+    request.usage = ledger.TokenUsage(input_tokens=1000, output_tokens=500)
+    log_file = tmp_path / "server.log"
+    with CaptureLog("chat.ledger") as records:
+        ledger.ledger_log_unsaved([request], user_id=owner.pk, conversation_id=conversation.pk, message_id=reply.pk)
+    log_file.write_text("2026-12-01 12:00:00 INFO chat something else\n" + "".join(
+        f"2026-12-01 12:00:01 ERROR chat.ledger {record.getMessage()}\n" for record in records
+    ))
+
+    call_command("ledger_replay", str(log_file))
+
+    call = ApiCall.objects.get(request_id="req_lost")
+    assert (call.user_id, call.conversation_id, call.message_id) == (owner.pk, conversation.pk, reply.pk)
+    assert call.cost == Decimal("0.010500")
+
+
+class CaptureLog(logging.Handler):
+    def __init__(self, name):
+        super().__init__()
+        self.logger, self.records = logging.getLogger(name), []
+
+    def emit(self, record):
+        self.records.append(record)
+
+    def __enter__(self):
+        self.logger.addHandler(self)
+        return self.records
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self)

@@ -18,23 +18,65 @@ OFFLINE_BASE_URL = "http://offline-model.invalid"
 
 
 class _SilenceWatchedStream(httpx2.AsyncByteStream):
+    """A response body that fails with ReadTimeout once a read of it has waited `timeout` seconds for a byte.
+
+    One watchdog timer per stream, not one per chunk. A reading task only notes when it began to wait; the
+    timer, when it comes due, looks at that mark: a read that has waited long enough is cancelled, anything else
+    re-arms the timer `timeout` after the current wait began. A healthy stream re-arms it once every `timeout`
+    seconds, where `asyncio.timeout` around each read pushed and cancelled a timer for every token
+    (bench/turn_costs.py).
+
+    The cancellation follows asyncio.timeout's own protocol, because its lesson stands: `wait_for` on Python
+    3.11 can swallow a cancellation (a user's Stop) that lands just as a chunk arrives. So the task is cancelled,
+    and on the way out the cancellation is taken back (`uncancel`) and becomes a ReadTimeout only when nobody
+    else cancelled the task meanwhile; a Stop that lands at the same moment goes on as a cancellation. The
+    timer cancels only while the task is suspended in the read, so the CancelledError always surfaces at that
+    read, never in the consumer's code between chunks.
+    """
+
     def __init__(self, inner: httpx2.AsyncByteStream, timeout: float):
         self.inner = inner
         self.timeout = timeout
+        self._reader: asyncio.Task | None = None  # the task waiting on a read now, if any
+        self._waiting_since = 0.0
+        self._expired = False
+        self._timer: asyncio.TimerHandle | None = None
 
     async def __aiter__(self):
+        loop = asyncio.get_running_loop()
         chunks = self.inner.__aiter__()
-        while True:
-            try:
-                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation (a user's
-                # Stop) that lands just as a chunk arrives.
-                async with asyncio.timeout(self.timeout):
+        self._timer = loop.call_at(loop.time() + self.timeout, self._watch)
+        try:
+            while True:
+                task = asyncio.current_task()
+                cancelling = task.cancelling()
+                self._reader, self._waiting_since = task, loop.time()
+                try:
                     chunk = await chunks.__anext__()
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                raise httpx2.ReadTimeout(f"the model sent nothing for {self.timeout:g} seconds") from None
-            yield chunk
+                except BaseException as error:
+                    self._reader = None
+                    # asyncio.timeout's exit: our cancellation is taken back whatever the read raised, and only a
+                    # task that nobody else cancelled meanwhile times out.
+                    timed_out = self._expired and task.uncancel() <= cancelling
+                    if timed_out and isinstance(error, asyncio.CancelledError):
+                        raise httpx2.ReadTimeout(f"the model sent nothing for {self.timeout:g} seconds") from None
+                    if isinstance(error, StopAsyncIteration):
+                        return
+                    raise
+                self._reader = None
+                yield chunk
+        finally:
+            self._timer.cancel()
+
+    def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._reader is not None and now - self._waiting_since >= self.timeout:
+            self._expired = True
+            self._reader.cancel()
+            return
+        began = self._waiting_since if self._reader is not None else now
+        self._timer = loop.call_at(began + self.timeout, self._watch)
 
     async def aclose(self):
         await self.inner.aclose()

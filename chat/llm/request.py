@@ -34,10 +34,6 @@ THINKING_BUDGETS = {ThinkingLevel.LOW: 2_048, ThinkingLevel.MEDIUM: 8_192, Think
 MIN_THINKING_BUDGET = 1_024
 
 
-# Blocks whose cost their stored estimate says, not their (base64) JSON: what attachments become.
-ATTACHMENT_BLOCK_TYPES = ("image", "document")
-
-
 @dataclass(frozen=True)
 class Exchange:
     turns: list[dict]
@@ -50,7 +46,7 @@ class Exchange:
 class RequestParts:
     system: str
     thinking: str
-    tools: list  # the SDK function tools the reply may run (chat/llm/tools.py)
+    tools: list  # the tools the reply may run, bound to whom it answers for (chat/llm/tools.py)
     exchanges: list[Exchange]
 
 
@@ -161,7 +157,7 @@ def _exchanges(conversation: Conversation, reply: Message) -> list[Exchange]:
             turns=[turn for message in group for turn in _message_turns(message)],
             message_count=len(group),
             tokens=sum(_estimated_tokens(message) for message in group),
-            attachment_tokens=sum(a.tokens for message in group for a in message.attachments.all()),
+            attachment_tokens=sum(_attachment_tokens(message) for message in group),
         )
         for group in groups
     ]
@@ -229,4 +225,8 @@ def _append(turns: list[dict], role: str, blocks: list[dict]) -> None:
 
 def _estimated_tokens(message: Message) -> int:
     """The stored JSON at four characters a token, plus the attachments' own estimates."""
-    return estimate_tokens(json.dumps(message.content)) + sum(a.tokens for a in message.attachments.all())
+    return estimate_tokens(json.dumps(message.content)) + _attachment_tokens(message)
+
+
+def _attachment_tokens(message: Message) -> int:
+    return sum(attachment.tokens for attachment in message.attachments.all())

@@ -1,9 +1,14 @@
 """The built-in tools the model may call: small, safe, and answering for one user only.
 
 Each tool is an SDK function tool (`anthropic.beta_tool`): its JSON schema comes from the function's signature
-and docstring, and `call()` validates the model's input against that schema before the function runs. The
-tools are made for each reply, for the user it answers: `current_time` reads their time zone, and
-`search_conversations` reads only their own messages. Admins switch tools off in the admin (ToolSetting).
+and docstring, and `call()` validates the model's input against that schema before the function runs.
+
+The SDK tools are built once per process, at import: building one (pydantic's validator and JSON schema from
+the signature) cost about a millisecond, and more under load, for every tool of every turn, while nothing
+in it depends on the turn. Whom a tool answers for (`current_time` reads the user's time zone,
+`search_conversations` only their own messages) is bound per reply instead, by `tools_for`: a `BoundTool`
+hands its context to the function through `answering_for` for the length of the call. Which tools are on is
+read per reply too (admins switch them off in the admin, ToolSetting), never cached.
 
 The loop that runs them is in chat/replies/generation.py.
 """
@@ -14,6 +19,7 @@ import json
 import logging
 import math
 import operator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -59,18 +65,48 @@ class ToolContext:
     conversation_id: int
 
 
-def tools_for(context: ToolContext, names: list[str]) -> list[BetaFunctionTool]:
-    """The tools called `names` (in TOOL_NAMES order), made for `context`."""
-    made = {
-        "calculator": calculator,
-        "current_time": _current_time_tool(context),
-        "search_conversations": _search_tool(context),
-    }
-    return [made[name] for name in TOOL_NAMES if name in names]
+# Whom the running tool call answers for: set by BoundTool.call, around the call only, in the thread it runs in.
+answering_for: ContextVar[ToolContext] = ContextVar("answering_for")
 
 
-def tool_definitions(tools: list[BetaFunctionTool]) -> list[dict]:
-    """The `tools` of a request. They come before everything else in the prompt, so they never vary by turn."""
+@dataclass(frozen=True)
+class BoundTool:
+    """One of the process's SDK tools, answering for one context. It reads as the SDK tool does (`name`,
+    `to_dict()`, `call(input)`), so the loop runs bound and unbound tools alike."""
+
+    tool: BetaFunctionTool
+    context: ToolContext
+
+    @property
+    def name(self) -> str:
+        return self.tool.name
+
+    def to_dict(self):
+        return self.tool.to_dict()
+
+    def call(self, input: object):
+        token = answering_for.set(self.context)
+        try:
+            return self.tool.call(input)
+        finally:
+            answering_for.reset(token)
+
+
+def tools_for(context: ToolContext, names: list[str]) -> list[BetaFunctionTool | BoundTool]:
+    """The tools called `names` (in TOOL_NAMES order), answering for `context`. Nothing is built here."""
+    return [_bound(TOOLS[name], context) for name in TOOL_NAMES if name in names]
+
+
+def _bound(tool: BetaFunctionTool, context: ToolContext) -> BetaFunctionTool | BoundTool:
+    return BoundTool(tool, context) if tool in CONTEXT_TOOLS else tool
+
+
+def tool_definitions(tools: list) -> list[dict]:
+    """The `tools` of a request. They come before everything else in the prompt, so they never vary by turn.
+
+    Copies of each tool's definition, top level only (the request sets a cache breakpoint on the last one):
+    the JSON schemas inside are the process's own, built once, and must not be changed.
+    """
     return [dict(tool.to_dict()) for tool in tools]
 
 
@@ -167,39 +203,37 @@ def _check_power(base: int | float, exponent: int | float) -> None:
 # --- current_time ----------------------------------------------------------------------------------------
 
 
-def _current_time_tool(context: ToolContext) -> BetaFunctionTool:
-    def current_time() -> str:
-        """The current date and time where the user is (their time zone setting)."""
-        now = timezone.now().astimezone(ZoneInfo(context.time_zone))
-        return f"{now.isoformat(timespec='seconds')} ({now:%A}, {context.time_zone})"
-
-    return beta_tool(current_time)
+@beta_tool
+def current_time() -> str:
+    """The current date and time where the user is (their time zone setting)."""
+    context = answering_for.get()
+    now = timezone.now().astimezone(ZoneInfo(context.time_zone))
+    return f"{now.isoformat(timespec='seconds')} ({now:%A}, {context.time_zone})"
 
 
 # --- search_conversations --------------------------------------------------------------------------------
 
 
-def _search_tool(context: ToolContext) -> BetaFunctionTool:
-    def search_conversations(query: str) -> str:
-        """Search the user's other conversations with you for a word or phrase.
+@beta_tool
+def search_conversations(query: str) -> str:
+    """Search the user's other conversations with you for a word or phrase.
 
-        The newest matches come back with their conversation's title, date and an excerpt.
+    The newest matches come back with their conversation's title, date and an excerpt.
 
-        Args:
-            query: The word or phrase to look for.
-        """
-        query = query.strip()
-        if not query:
-            raise ValueError("The query is empty.")
-        matches = selectors.messages_matching(
-            context.user_id, query, exclude_conversation_id=context.conversation_id,
-            limit=SEARCH_MATCHES, scanned=SEARCH_SCANNED,
-        )
-        if not matches:
-            return f"No message in the user's other conversations contains {query!r}."
-        return json.dumps([_search_match(message, query) for message in matches], ensure_ascii=False)
-
-    return beta_tool(search_conversations)
+    Args:
+        query: The word or phrase to look for.
+    """
+    context = answering_for.get()
+    query = query.strip()
+    if not query:
+        raise ValueError("The query is empty.")
+    matches = selectors.messages_matching(
+        context.user_id, query, exclude_conversation_id=context.conversation_id,
+        limit=SEARCH_MATCHES, scanned=SEARCH_SCANNED,
+    )
+    if not matches:
+        return f"No message in the user's other conversations contains {query!r}."
+    return json.dumps([_search_match(message, query) for message in matches], ensure_ascii=False)
 
 
 def _search_match(message, query: str) -> dict:
@@ -216,3 +250,14 @@ def _excerpt(text: str, query: str) -> str:
     start = max(0, text.casefold().find(query.casefold()) - EXCERPT_CHARS // 2)
     excerpt = " ".join(text[start : start + EXCERPT_CHARS].split())
     return ("…" if start else "") + excerpt + ("…" if start + EXCERPT_CHARS < len(text) else "")
+
+
+# --- the process's tools ---------------------------------------------------------------------------------
+
+TOOLS: dict[str, BetaFunctionTool] = {
+    "calculator": calculator,
+    "current_time": current_time,
+    "search_conversations": search_conversations,
+}
+# The tools that read `answering_for`, and so run only bound to a context.
+CONTEXT_TOOLS = (current_time, search_conversations)

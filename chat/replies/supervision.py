@@ -11,11 +11,12 @@
 
 import asyncio
 import logging
+import time
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
@@ -50,12 +51,29 @@ def reply_stop_from_sync(message_id: int) -> None:
 
 async def stale_sweep_forever() -> None:
     """Every CHAT_STALE_SWEEP_INTERVAL: interrupt the replies dead processes left, release their reservations.
-    Several processes may sweep at once: the sweep is one conditional UPDATE, so they never disagree."""
+
+    Several processes may sweep at once: the sweep is one conditional UPDATE, so they never disagree. After
+    the database was unreachable, every live reply's heartbeat is stale too (none could write one), so the
+    sweep waits until the database has been back for a whole CHAT_STREAM_STALE_AFTER: live replies heartbeat
+    again meanwhile, and only the dead ones are left to sweep.
+    """
+    back_since: float | None = time.monotonic()
     while True:
         await asyncio.sleep(settings.CHAT_STALE_SWEEP_INTERVAL)
         try:
+            if back_since is None:
+                await db_async(_database_reachable)()
+                back_since = time.monotonic()
+            if time.monotonic() - back_since < settings.CHAT_STREAM_STALE_AFTER:
+                continue
             swept = await db_async(services.messages_interrupt_stale)()
             if swept:
                 log.info("%d stale replies marked interrupted", swept)
         except Exception:
+            back_since = None
             log.exception("the stale sweep failed; trying again in %gs", settings.CHAT_STALE_SWEEP_INTERVAL)
+
+
+def _database_reachable() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
