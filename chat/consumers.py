@@ -32,8 +32,8 @@ BUSY_DETAIL = "A reply is still being written. Wait for it or press Stop."
 # Application close codes must be 1000 or 3000-4999 (autobahn refuses others); 4503 reads as "unavailable".
 LAYER_DOWN_CLOSE_CODE = 4503
 LAYER_DOWN_DETAIL = "Live updates are unavailable right now. Reconnecting; nothing written so far is lost."
-# What a channel layer raises when its backend (Redis) is unreachable or too slow: only these close a socket as
-# unavailable. Any other error in a frame's handler is a bug, answered with `internal_error`.
+# What a channel layer raises when its backend (Redis) is unreachable or too slow: only these close a socket
+# as unavailable. Any other error in a frame's handler is a bug, answered with `internal_error`.
 LAYER_FAILURES = (RedisError, OSError)  # TimeoutError is an OSError
 INTERNAL_ERROR_DETAIL = "Something went wrong on our side. Nothing was lost; try again."
 SLOW_DOWN_DETAIL = "Too many frames at once: some were dropped. Slow down."
@@ -146,8 +146,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None):
-        """Every frame is untrusted: past the socket's frame budget it is dropped unread; anything malformed, or
-        a bug in its handler, gets an error frame and the socket stays usable. Only a channel-layer failure
+        """Every frame is untrusted: past the socket's frame budget it is dropped unread; anything malformed,
+        or a bug in its handler, gets an error frame and the socket stays usable. Only a channel-layer failure
         goes on to `__call__`, which closes the socket."""
         if not self.frame_bucket.take():
             if self.frame_bucket.notice_due():

@@ -23,6 +23,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 import chat.routing  # noqa: E402
+from chat.llm.warmup import process_warm_up_when_serving  # noqa: E402
 from chat.replies.generation import generations_drain  # noqa: E402
 from chat.replies.supervision import stale_sweep_forever  # noqa: E402
 
@@ -43,13 +44,16 @@ def drain_replies_on_shutdown() -> None:
 
 
 drain_replies_on_shutdown()
+# The first turn of a process costs what the next ones do: the SDK client and its types are built at start.
+process_warm_up_when_serving()
 
 
 def websocket_failures_close_cleanly() -> None:
     """Daphne's websocket library (autobahn) fails a connection that breaks a limit, such as a message over
     --websocket-max-message-size, by dropping it: the client sees 1006, as after a network cut, and learns
     nothing. With failByDrop off it sends a close frame first (1009 and the limit, for a message too big), as
-    docs/protocol.md promises. Daphne has no option for it; it builds its factory after importing this module."""
+    docs/protocol.md promises. Daphne has no option for it, and builds its factory after importing this
+    module."""
     if "daphne.server" not in sys.modules:
         return
     from daphne.ws_protocol import WebSocketFactory

@@ -4,6 +4,7 @@ These run whenever PostgreSQL and Redis are reachable, and must run under CI=tru
 """
 
 import asyncio
+from decimal import Decimal
 import signal
 import subprocess
 import uuid
@@ -14,6 +15,7 @@ import pytest
 import websockets
 
 from tests.cluster import (
+    POSTGRES_URL,
     AppServer,
     ReplyFollower,
     Visitor,
@@ -282,3 +284,75 @@ async def test_a_process_holds_no_more_database_connections_than_its_pool(cluste
 
     assert [page.status_code for page in pages] == [200] * 30
     assert 1 <= connections <= 2
+
+
+async def test_a_database_outage_of_30_seconds_mid_reply_loses_nothing(cluster, database_url):
+    """PostgreSQL refuses this database's connections for 30 s, its open ones killed, while a reply streams: the
+    reply streams on, its settling waits the outage out, and then the reply, its ledger row and the release of
+    its reservation are all there. The sweep (every second here) must not take the live reply for dead."""
+    (server,) = cluster(1, OFFLINE_MODEL_TOKENS_PER_SECOND=20, CHAT_STALE_SWEEP_INTERVAL=1)
+    visitor = Visitor(server, "heidi")
+    conversation = visitor.new_conversation()
+    name = database_url.rsplit("/", 1)[1]
+    follower = ReplyFollower()
+
+    async with visitor.connect(server, conversation) as connection:
+        await send(connection, "Keep writing while the database is away")
+        while follower.last_seq < 1:
+            follower.apply(await receive_frame(connection))
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name])
+            await asyncio.sleep(30)
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await follow_until_done(connection, follower)
+
+    assert follower.final["status"] == "complete" and (follower.gaps, follower.duplicates) == (0, 0)
+    with psycopg.connect(database_url) as database:
+        status, text = database.execute(
+            "SELECT status, content->0->>'text' FROM chat_message WHERE id = %s", [follower.message_id]
+        ).fetchone()
+        calls = database.execute(
+            "SELECT status, output_tokens FROM chat_apicall WHERE message_id = %s", [follower.message_id]
+        ).fetchall()
+        (reservations,) = database.execute("SELECT count(*) FROM billing_reservation").fetchone()
+    assert (status, text) == ("complete", follower.text)
+    assert len(calls) == 1 and calls[0][0] == "ok" and calls[0][1] > 0
+    assert reservations == 0
+
+
+async def test_five_tabs_on_two_processes_never_spend_more_than_the_budget(cluster, database_url):
+    budget = Decimal("0.09")  # one full 4,096-token Sonnet reply ($0.06 and its input), not two
+    servers = cluster(2, CHAT_DEFAULT_MONTHLY_BUDGET=str(budget), CHAT_TOOL_MAX_ROUNDS=0,
+                      OFFLINE_MODEL_TOKENS_PER_SECOND=400)
+    visitor = Visitor(servers[0], "ivan")
+    with psycopg.connect(database_url) as database:  # five tabs, five conversations ("New chat" reuses an empty one)
+        conversations = [row[0] for row in database.execute(
+            "INSERT INTO chat_conversation (owner_id, title, model, system_prompt, thinking, created_at, updated_at)"
+            " SELECT id, '', 'claude-sonnet-5-5', '', 'off', now(), now() FROM accounts_user, generate_series(1, 5)"
+            " WHERE username = 'ivan' RETURNING id"
+        ).fetchall()]
+    outcomes = []
+
+    async def tab(index: int, conversation: int) -> None:
+        async with visitor.connect(servers[index % 2], conversation) as connection:
+            await send(connection, "Tell me everything about B-trees")
+            follower = ReplyFollower()
+            while not follower.done:
+                frame = await receive_frame(connection)
+                if frame["type"] == "error":
+                    outcomes.append(frame["code"])
+                    return
+                follower.apply(frame)
+            outcomes.append("shortened" if follower.final["notices"] else follower.final["status"])
+
+    await asyncio.gather(*(tab(index, conversation) for index, conversation in enumerate(conversations)))
+
+    with psycopg.connect(database_url) as database:
+        (spent,) = database.execute(
+            "SELECT coalesce(sum(cost), 0) FROM chat_apicall JOIN accounts_user u ON u.id = user_id"
+            " WHERE u.username = 'ivan'"
+        ).fetchone()
+        (reservations,) = database.execute("SELECT count(*) FROM billing_reservation").fetchone()
+    assert spent <= budget and reservations == 0
+    assert outcomes.count("complete") == 1 and set(outcomes) <= {"complete", "shortened", "budget_exceeded"}

@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from conftest import ORIGIN
 from django.contrib.auth import HASH_SESSION_KEY
 from django.contrib.sessions.models import Session
 from django.test import Client
@@ -14,7 +15,6 @@ from test_consumer import TIMEOUT, connected, frames_until_final
 
 from chat import services
 from chat.socket_watch import SessionRef, session_is_live, sessions_live
-from conftest import ORIGIN
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("generations_drained")]
 
@@ -35,9 +35,8 @@ async def browser_socket():
         client = Client()
         await asyncio.to_thread(client.force_login, user)
         cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
-        socket = WebsocketCommunicator(
-            application, f"/ws/conversations/{conversation.pk}/", headers=[(b"origin", ORIGIN), (b"cookie", cookie)]
-        )
+        headers = [(b"origin", ORIGIN), (b"cookie", cookie)]
+        socket = WebsocketCommunicator(application, f"/ws/conversations/{conversation.pk}/", headers=headers)
         opened.append(socket)
         accepted, _ = await socket.connect()
         assert accepted
@@ -86,7 +85,9 @@ async def assert_closed_as(socket, code: str, close_code: int) -> None:
 
 
 @pytest.mark.parametrize("end_session", SESSION_ENDINGS)
-async def test_a_socket_whose_session_ends_is_told_and_closed(browser_socket, owner, conversation, end_session):
+async def test_a_socket_whose_session_ends_is_told_and_closed(
+    browser_socket, owner, conversation, end_session
+):
     socket, client = await browser_socket(owner, conversation)
 
     await database_sync_to_async(end_session)(client, owner)
