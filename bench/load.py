@@ -453,6 +453,7 @@ async def main(args) -> dict:
         "ANTHROPIC_API_KEY": "offline",
         "ANTHROPIC_BASE_URL": offline_url,
         "CHAT_RATE_LIMIT_REQUESTS_PER_MINUTE": 0,
+        "CHAT_SOCKETS_PER_USER": 10_000,  # one benchmark user holds every stream's socket
         "CHAT_RATE_LIMIT_TOKENS_PER_MINUTE": 0,
         "CHAT_DEFAULT_MONTHLY_BUDGET": "",
     }

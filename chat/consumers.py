@@ -14,12 +14,11 @@ from django.conf import settings
 from django.http import Http404
 from redis.exceptions import RedisError
 
-from billing import services as billing_services
-from chat import frames, inbound, selectors, services, socket_watch
-from chat.attachments.limits import MAX_ATTACHMENTS_PER_MESSAGE, AttachmentRefused
+from chat import frames, inbound, selectors, socket_watch
+from chat.attachments.limits import MAX_ATTACHMENTS_PER_MESSAGE
 from chat.db import db_async
 from chat.inbound import BadFrame
-from chat.llm import registry, routing
+from chat.llm import registry
 from chat.models import Message
 from chat.refusals import Refusal
 from chat.replies import admission, generation
@@ -28,7 +27,6 @@ from chat.replies.generation import control_group, conversation_group, generatio
 log = logging.getLogger(__name__)
 
 MAX_TEXT_LENGTH = 100_000
-BUSY_DETAIL = "A reply is still being written. Wait for it or press Stop."
 # Application close codes must be 1000 or 3000-4999 (autobahn refuses others); 4503 reads as "unavailable".
 LAYER_DOWN_CLOSE_CODE = 4503
 LAYER_DOWN_DETAIL = "Live updates are unavailable right now. Reconnecting; nothing written so far is lost."
@@ -41,38 +39,9 @@ SLOW_DOWN_DETAIL = "Too many frames at once: some were dropped. Slow down."
 SNAPSHOT_WAIT_SECONDS = 2.0
 
 
-def _attachment_ids(frame: dict) -> list[int]:
-    """The `attachments` of a send frame: ids of the user's uploads, checked for shape here, for ownership when
-    the message claims them."""
-    ids = frame.get("attachments", [])
-    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-        raise BadFrame("bad_frame", "`attachments` must be a list of attachment ids.")
-    if len(ids) > MAX_ATTACHMENTS_PER_MESSAGE:
-        raise BadFrame(
-            "too_many_attachments", f"A message can carry at most {MAX_ATTACHMENTS_PER_MESSAGE} attachments."
-        )
-    return ids
-
-
-def _message_id(frame: dict) -> int:
-    message_id = frame.get("message")
-    if not isinstance(message_id, int) or isinstance(message_id, bool):
-        raise BadFrame("bad_frame", "`message` must be a message id.")
-    return message_id
-
-
 def _check_length(text: str) -> None:
     if len(text) > MAX_TEXT_LENGTH:
         raise BadFrame("too_long", f"Messages are limited to {MAX_TEXT_LENGTH:,} characters.")
-
-
-def _check_not_draining() -> None:
-    if generation.draining:
-        raise BadFrame("draining", "The server is restarting. Your message was not sent; try again in a moment.")
-
-
-def _attachment_count(message: Message) -> int:
-    return sum(block.get("type") == "attachment" for block in message.content)
 
 
 class ConversationConsumer(AsyncJsonWebsocketConsumer):
@@ -156,8 +125,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         try:
             frame = inbound.frame_parse(text_data)
             await self.HANDLERS[frame["type"]](self, frame)
-        except BadFrame as error:
-            await self.send_json(frames.error_frame(error.code, error.detail))
+        except Refusal as refusal:
+            await self.send_json(refusal.as_frame())
         except LAYER_FAILURES:
             raise
         except Exception:
@@ -223,6 +192,10 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         text, attachment_ids = frame["text"].strip(), frame.get("attachments") or []
         if not text and not attachment_ids:
             raise BadFrame("empty", "Write a message first.")
+        if len(attachment_ids) > MAX_ATTACHMENTS_PER_MESSAGE:
+            raise BadFrame(
+                "too_many_attachments", f"A message can carry at most {MAX_ATTACHMENTS_PER_MESSAGE} attachments."
+            )
         _check_length(text)
         await self._admit(
             "send", text=text, model=await self._model_choice(frame), attachment_ids=attachment_ids
@@ -276,17 +249,13 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
 
     async def _admit(self, action: admission.Action, **arguments) -> None:
         """Admit the turn in one hop and one transaction (chat/replies/admission.py), then tell every socket and
-        start the reply. A refusal is answered on this socket; nothing was stored."""
+        start the reply. A refusal (raised to `receive`, answered on this socket) stored nothing."""
         if generation.draining:
             raise BadFrame("draining", "The server is restarting. Your message was not sent; try again in a moment.")
-        try:
-            admitted = await db_async(admission.reply_admit)(
-                user_id=self.scope["user"].pk, session_key=self.scope["session"].session_key,
-                auth_hash=admission.session_auth_hash(self.scope.get("session")), conversation_id=self.conversation.pk, action=action, **arguments,
-            )
-        except Refusal as refusal:
-            await self.send_json(refusal.as_frame())
-            return
+        admitted = await db_async(admission.reply_admit)(
+            user_id=self.scope["user"].pk, session_key=self.session_ref.session_key,
+            auth_hash=self.session_ref.auth_hash, conversation_id=self.conversation.pk, action=action, **arguments,
+        )
         self.conversation = admitted.conversation
         for frame in admitted.frames:
             await self._publish(frame)

@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, Strict, TypeAdapter, ValidationError
 
+from chat.refusals import Refusal
+
 # The largest id a bigint primary key holds: a bigger number cannot name a row, and on PostgreSQL it would
 # fail the query instead of finding nothing.
 MAX_ROW_ID = 2**63 - 1
@@ -18,11 +20,8 @@ SLOW_DOWN_NOTICE_SECONDS = 1.0
 clock = time.monotonic
 
 
-class BadFrame(Exception):
+class BadFrame(Refusal):
     """A frame refused with an `error` frame of this `code`; the socket stays open."""
-
-    def __init__(self, code: str, detail: str):
-        self.code, self.detail = code, detail
 
 
 class FrameBucket:

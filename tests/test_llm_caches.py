@@ -5,6 +5,7 @@ import pytest
 from anthropic.lib.tools._beta_functions import BaseFunctionTool
 from asgiref.sync import async_to_sync
 from attachment_samples import image_bytes, pdf_bytes
+from test_consumer import connected, frames_until_final
 
 from chat import services
 from chat.attachments import blocks
@@ -14,7 +15,6 @@ from chat.llm.client import anthropic_client
 from chat.llm.registry import model_for
 from chat.llm.request import request_assemble, request_build, request_parts
 from chat.models import Message, ToolSetting
-from test_consumer import connected, frames_until_final
 
 pytestmark = pytest.mark.django_db
 
@@ -59,7 +59,7 @@ def fitted_for(conversation, reply):
 def test_a_request_far_from_the_window_is_sent_without_a_count(conversation, offline_model_reset):
     reply = reply_to(conversation)
 
-    parts, fitted = fitted_for(conversation, reply)
+    _, fitted = fitted_for(conversation, reply)
 
     assert offline_model_reset.requests_by_path[COUNT_TOKENS] == 0
     assert fitted.tokens == context.request_estimate(fitted.request, attachment_tokens=0)

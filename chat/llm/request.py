@@ -210,7 +210,12 @@ def _sendable(block: dict) -> bool:
 
 
 def _cleaned(block: dict) -> dict:
-    return {key: value for key, value in block.items() if key not in ("cache_control", "partial_json")}
+    """The block without our bookkeeping, and its text encodable: a lone surrogate stored before frames were
+    validated (chat/inbound.py refuses them now) becomes U+FFFD instead of breaking every later request."""
+    cleaned = {key: value for key, value in block.items() if key not in ("cache_control", "partial_json")}
+    if isinstance(cleaned.get("text"), str):
+        cleaned["text"] = cleaned["text"].encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return cleaned
 
 
 def _append(turns: list[dict], role: str, blocks: list[dict]) -> None:

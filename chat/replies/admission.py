@@ -11,14 +11,11 @@ sockets need are built here too, where queries may run, and published by the cal
 from dataclasses import dataclass, field
 from typing import Literal
 
-from django.contrib.auth import HASH_SESSION_KEY, get_user_model
-from django.contrib.sessions.models import Session
+from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.utils import timezone
-from django.utils.crypto import constant_time_compare
 
 from billing import services as billing_services
-from chat import frames, selectors, services
+from chat import frames, selectors, services, socket_watch
 from chat.llm import registry, routing
 from chat.llm.request import output_options
 from chat.models import Conversation, Message
@@ -64,8 +61,9 @@ def _admit(user_id, session_key, auth_hash, conversation_id, action, text, model
         # Locking the user row serializes one user's admissions across processes (PostgreSQL; SQLite's
         # IMMEDIATE transactions serialize every writer), so the budget read below cannot be overtaken.
         user = get_user_model().objects.select_for_update().get(pk=user_id)
-        if not session_is_live(user, session_key, auth_hash):
-            raise Refusal("session_ended", "You have been signed out. Sign in again to go on.")
+        if not user.is_active or not socket_watch.session_is_live(session_key, user_id, auth_hash):
+            ending = socket_watch.SESSION_ENDED
+            raise Refusal(ending.code, ending.detail)
         conversation = Conversation.objects.filter(pk=conversation_id, owner=user).first()
         if conversation is None:
             raise Refusal("not_found", "This conversation no longer exists.")
@@ -130,17 +128,3 @@ def _frames(conversation, turn: services.Turn) -> list[dict]:
     if turn.conversation_changed:
         built.append(frames.conversation_frame(conversation))
     return built
-
-
-def session_is_live(user, session_key: str | None, auth_hash: str) -> bool:
-    """The socket's session still signs this user in: not logged out, deleted or expired, the user active,
-    and the password unchanged since (Django's session auth hash, as `get_user` checks it on each request)."""
-    if not user.is_active or not session_key:
-        return False
-    alive = Session.objects.filter(session_key=session_key, expire_date__gt=timezone.now()).exists()
-    return alive and constant_time_compare(auth_hash, user.get_session_auth_hash())
-
-
-def session_auth_hash(scope_session) -> str:
-    """The auth hash a socket's session was signed in with, taken at connect."""
-    return scope_session.get(HASH_SESSION_KEY, "") if scope_session is not None else ""

@@ -761,8 +761,15 @@
     updateComposer();
   }
 
-  function onSocketClose() {
+  // Close codes that reconnecting cannot cure (docs/protocol.md): the session ended, or too many tabs.
+  const SESSION_ENDED_CLOSE = 4401;
+
+  function onSocketClose(event) {
     chat.socket = null;
+    if (event.code === SESSION_ENDED_CLOSE) {
+      window.location.assign(`/accounts/login/?next=${encodeURIComponent(window.location.pathname)}`);
+      return;
+    }
     // A send on the old socket may or may not have reached the server; the draft is still in the composer.
     chat.pendingSend = null;
     updateComposer();
