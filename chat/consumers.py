@@ -5,11 +5,15 @@ the process owns, and this socket (like every other on the conversation) relays 
 """
 
 import asyncio
+import functools
 import logging
 import secrets
 
 from channels.exceptions import ChannelFull
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.http import Http404
 from redis.exceptions import RedisError
@@ -22,6 +26,7 @@ from chat.llm import registry
 from chat.models import Message
 from chat.refusals import Refusal
 from chat.replies import admission, generation
+from chat.replies.fanout import fanout
 from chat.replies.generation import control_group, conversation_group, generation_start
 
 log = logging.getLogger(__name__)
@@ -37,6 +42,8 @@ INTERNAL_ERROR_DETAIL = "Something went wrong on our side. Nothing was lost; try
 SLOW_DOWN_DETAIL = "Too many frames at once: some were dropped. Slow down."
 # How long a socket holds back a reply's deltas while waiting for the generation's live snapshot.
 SNAPSHOT_WAIT_SECONDS = 2.0
+# Frames a socket may have waiting; past that it loses frames (and resumes), as a full channel would.
+INBOX_FRAMES = 1000
 
 
 def _check_length(text: str) -> None:
@@ -52,6 +59,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         self.delivered_seq: dict[int, int] = {}
         self.accepted = False
         self.closed = False
+        # Frames from this process's generations (chat/replies/fanout.py), dispatched in order with the rest.
+        self.inbox: asyncio.Queue[dict] = asyncio.Queue(maxsize=INBOX_FRAMES)
         self.frame_bucket = inbound.FrameBucket(
             rate=settings.CHAT_SOCKET_FRAMES_PER_SECOND, burst=settings.CHAT_SOCKET_FRAME_BURST
         )
@@ -71,7 +80,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await send(message)
 
         try:
-            await super().__call__(scope, receive, send_until_closed)
+            await self._serve(scope, receive, send_until_closed)
         except LAYER_FAILURES:
             log.exception("conversation socket lost the channel layer")
             try:
@@ -82,6 +91,22 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
                 pass
         finally:
             socket_watch.socket_unwatch(self)
+
+    async def _serve(self, scope, receive, send):
+        """AsyncConsumer.__call__ with one more source of events: this socket's inbox of frames from its own
+        process, dispatched one at a time in order with the client's frames and the channel layer's events."""
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+        self.base_send = send
+        try:
+            await await_many_dispatch([receive, self.channel_receive, self._inbox_receive], self.dispatch)
+        except StopConsumer:
+            pass
+
+    async def _inbox_receive(self) -> dict:
+        return {"type": "chat.frame", "frame": await self.inbox.get()}
 
     async def connect(self):
         user = self.scope["user"]
@@ -102,7 +127,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             return
         self.group = conversation_group(self.conversation.pk)
         # Join the live feed before taking the snapshot, so no frame falls between the two.
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await fanout().join(self.group, self)
         await self.accept()
         self.accepted = True
         self.probe_task = asyncio.create_task(self._probe_layer())
@@ -112,7 +137,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         if hasattr(self, "probe_task"):
             self.probe_task.cancel()
         if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await fanout().leave(self.group, self)
 
     async def receive(self, text_data=None, bytes_data=None):
         """Every frame is untrusted: past the socket's frame budget it is dropped unread; anything malformed,
@@ -265,7 +290,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         )
 
     async def _publish(self, frame: dict) -> None:
-        await self.channel_layer.group_send(self.group, {"type": "chat.frame", "frame": frame})
+        await fanout().publish(self.group, frame)
 
     async def _send_current_state(self, *, message_id: int | None) -> bool:
         """Send a message's stored state (by default: the reply streaming now, if any).
@@ -279,9 +304,13 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         await self._deliver(frames.message_frame(payload))
         if payload["status"] == Message.Status.STREAMING and payload["id"] not in self.held_deltas:
             self.held_deltas[payload["id"]] = []
-            await self.channel_layer.group_send(
-                control_group(payload["id"]), {"type": "generation.snapshot", "reply_to": self.channel_name}
-            )
+            local = generation.running.get(payload["id"])
+            if local is not None:
+                self.inbox.put_nowait(frames.message_frame(local.snapshot()))
+            else:
+                await self.channel_layer.group_send(
+                    control_group(payload["id"]), {"type": "generation.snapshot", "reply_to": self.channel_name}
+                )
             asyncio.get_running_loop().call_later(
                 SNAPSHOT_WAIT_SECONDS, self._send_to_self, {"type": "snapshot.timeout", "message": payload["id"]}
             )

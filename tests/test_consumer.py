@@ -7,6 +7,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from chat import services
+from chat.replies import fanout as fanout_module
 from chat.replies import generation as generation_module
 from chat.models import ApiCall, Message
 
@@ -434,18 +435,15 @@ async def test_the_first_message_titles_the_conversation(socket_for, owner, conv
 
 
 async def test_a_client_that_sees_a_gap_recovers_the_missing_part(socket_for, owner, conversation, settings, monkeypatch):
-    """The channel layer is at-most-once: here it drops the third frame of the reply."""
+    """Delivery is at-most-once (a socket too far behind loses frames): here the third frame is lost."""
     settings.OFFLINE_MODEL_TOKENS_PER_SECOND = 300
-    layer = generation_module.get_channel_layer()
-    original_group_send = layer.group_send
+    original_put = fanout_module._put
 
-    async def dropping_group_send(group, message):
-        frame = message.get("frame", {})
-        if frame.get("type") == "delta" and frame.get("seq") == 3:
-            return
-        await original_group_send(group, message)
+    def dropping_put(consumer, frame):
+        if not (frame.get("type") == "delta" and frame.get("seq") == 3):
+            original_put(consumer, frame)
 
-    monkeypatch.setattr(layer, "group_send", dropping_group_send)
+    monkeypatch.setattr(fanout_module, "_put", dropping_put)
     socket = await connected(socket_for, owner, conversation)
     await socket.send_json_to({"type": "send", "text": "Do not lose a word"})
 
@@ -522,24 +520,51 @@ async def test_a_socket_that_is_behind_is_not_taken_for_a_dead_channel_layer(
 async def test_a_final_frame_the_channel_layer_drops_once_is_sent_again(
     socket_for, owner, conversation, monkeypatch
 ):
-    layer = generation_module.get_channel_layer()
-    original_group_send = layer.group_send
+    original_publish = fanout_module.Fanout.publish
     dropped = []
 
-    async def dropping_the_first_final_frame(group, message):
-        frame = message.get("frame", {})
+    async def dropping_the_first_final_frame(self, group, frame):
         final = frame.get("type") == "message" and frame["message"]["role"] == "assistant" and (
             frame["message"]["status"] == "complete"
         )
         if final and not dropped:
             dropped.append(frame)
             raise TimeoutError("the layer is slow")
-        await original_group_send(group, message)
+        await original_publish(self, group, frame)
 
-    monkeypatch.setattr(layer, "group_send", dropping_the_first_final_frame)
+    monkeypatch.setattr(fanout_module.Fanout, "publish", dropping_the_first_final_frame)
     socket = await connected(socket_for, owner, conversation)
     await socket.send_json_to({"type": "send", "text": "Finish properly"})
 
     frames = await frames_until_final(socket)
 
     assert dropped and frames[-1]["message"]["status"] == "complete"
+
+
+async def test_frames_reach_sockets_of_this_process_without_the_channel_layer(
+    socket_for, owner, conversation, settings, monkeypatch
+):
+    settings.OFFLINE_MODEL_TOKENS_PER_SECOND = 1000
+    layer = generation_module.get_channel_layer()
+    relayed = []
+    original_group_send, original_send = layer.group_send, layer.send
+
+    async def counting_group_send(group, message):
+        relayed.append(message["type"])
+        await original_group_send(group, message)
+
+    async def counting_send(channel, message):
+        relayed.append(message["type"])
+        await original_send(channel, message)
+
+    monkeypatch.setattr(layer, "group_send", counting_group_send)
+    monkeypatch.setattr(layer, "send", counting_send)
+    first = await connected(socket_for, owner, conversation)
+    second = await connected(socket_for, owner, conversation)
+    await first.send_json_to({"type": "send", "text": "Hello both, directly"})
+
+    first_frames, second_frames = await frames_until_final(first), await frames_until_final(second)
+
+    message_id = assistant_id(first_frames)
+    assert replay(first_frames, message_id) == replay(second_frames, message_id) == (await reload(message_id)).text
+    assert "chat.frame" not in relayed and "relay.frame" not in relayed

@@ -40,6 +40,7 @@ from chat.llm.request import RequestParts, request_assemble, request_parts
 from chat.llm.tokens import estimate_tokens
 from chat.models import ApiCall, Message
 from chat.replies.checkpoints import checkpointer
+from chat.replies.fanout import fanout
 
 log = logging.getLogger(__name__)
 
@@ -193,11 +194,10 @@ class Generation:
         """Best effort, and bounded: the channel layer may be down or drop frames. The reply goes on and is
         checkpointed; sockets recover what they missed with `resume`."""
         try:
-            message = {"type": "chat.frame", "frame": frame}
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that lands as
             # the send completes, and this loop would then never stop.
             async with asyncio.timeout(PUBLISH_TIMEOUT):
-                await self.channel_layer.group_send(self.group, message)
+                await fanout().publish(self.group, frame)
             return True
         except Exception as error:
             log.warning("publishing to %s failed: %r", self.group, error)
@@ -267,8 +267,7 @@ class Generation:
         if request.get("type") == "generation.stop":
             self.request_stop()
         elif request.get("type") == "generation.snapshot" and isinstance(request.get("reply_to"), str):
-            frame = frames.message_frame(self.snapshot())
-            await self.channel_layer.send(request["reply_to"], {"type": "chat.frame", "frame": frame})
+            await fanout().send_to(request["reply_to"], frames.message_frame(self.snapshot()))
 
     def request_stop(self, status: str = Message.Status.STOPPED) -> None:
         """Stop streaming; the reply is saved with `status` (stopped by the user, or interrupted by shutdown)."""
@@ -556,7 +555,10 @@ class Generation:
             block.pop("partial_json", None)
         gauge = None
         if self.context and self.requests:
-            gauge = (self.context[0] + self.requests[-1].usage.output_tokens, self.context[1])
+            # The API's own count of the last request when it came (the measure before it may be an estimate).
+            usage = self.requests[-1].usage
+            measured = usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens
+            gauge = ((measured or self.context[0]) + usage.output_tokens, self.context[1])
         finish = dict(
             message_id=self.message_id,
             user_id=self.user_id,
