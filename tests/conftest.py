@@ -22,8 +22,11 @@ def cache_cleared():
     from django.core.cache import caches
     from django.core.cache.backends.locmem import LocMemCache
 
+    from chat.llm import registry
+
     if isinstance(caches["default"], LocMemCache):
         caches["default"].clear()
+    registry._process_copy = registry._ProcessCopy()  # the process's copy of the models list goes with it
 
 
 @pytest.fixture(autouse=True)

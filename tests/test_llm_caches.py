@@ -196,3 +196,22 @@ def test_the_encoded_files_stay_within_their_byte_budget():
         "1234", None, "90ab", None
     )
     assert cache.size == 8
+
+
+def test_the_models_list_is_read_from_the_shared_cache_once_per_process_interval(settings, monkeypatch):
+    from django.core.cache import cache
+
+    from chat.llm import registry
+    from chat.llm.catalog import MODELS
+
+    settings.ANTHROPIC_API_KEY = "test-key"
+    cache.set(registry.CACHE_KEY, MODELS[:2], 60)
+    reads = []
+    original_get = cache.get
+    monkeypatch.setattr(cache, "get", lambda *a, **kw: reads.append(a) or original_get(*a, **kw))
+
+    first = registry.models_offered()
+    again = [registry.models_offered() for _ in range(5)]
+
+    assert first == MODELS[:2] and all(models == first for models in again)
+    assert len(reads) == 1

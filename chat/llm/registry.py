@@ -8,6 +8,7 @@ from the catalog, by id or else by family, since the API does not publish them (
 
 import asyncio
 import logging
+import time
 import weakref
 
 import anthropic
@@ -25,6 +26,25 @@ AUTO = "auto"
 CACHE_KEY = "chat:models-offered"
 CACHE_SECONDS = 3600
 CACHE_SECONDS_AFTER_FAILURE = 300
+# Each process keeps the shared list this long, so a turn reads it from memory, not from Redis.
+PROCESS_SECONDS = 60
+
+
+class _ProcessCopy:
+    """The list as this process last read it from the shared cache, and until when it is trusted."""
+
+    models: tuple[ModelSpec, ...] = ()
+    until: float = 0.0
+
+    def fresh(self) -> tuple[ModelSpec, ...] | None:
+        return self.models if self.models and time.monotonic() < self.until else None
+
+    def keep(self, models: tuple[ModelSpec, ...]) -> tuple[ModelSpec, ...]:
+        self.models, self.until = models, time.monotonic() + PROCESS_SECONDS
+        return models
+
+
+_process_copy = _ProcessCopy()
 
 
 def models_offered() -> tuple[ModelSpec, ...]:
@@ -36,7 +56,11 @@ def models_offered() -> tuple[ModelSpec, ...]:
     """
     if not settings.ANTHROPIC_API_KEY:
         return MODELS
-    return cache.get(CACHE_KEY) or MODELS
+    kept = _process_copy.fresh()
+    if kept is not None:
+        return kept
+    shared = cache.get(CACHE_KEY)
+    return _process_copy.keep(shared) if shared else MODELS
 
 
 async def models_refresh() -> None:
@@ -44,7 +68,11 @@ async def models_refresh() -> None:
 
     Called from async code before the list is read; one fetch per process at a time, however many sockets ask.
     """
-    if not settings.ANTHROPIC_API_KEY or await cache.aget(CACHE_KEY) is not None:
+    if not settings.ANTHROPIC_API_KEY or _process_copy.fresh() is not None:
+        return
+    shared = await cache.aget(CACHE_KEY)
+    if shared is not None:
+        _process_copy.keep(shared)
         return
     loop = asyncio.get_running_loop()
     lock = _refresh_locks.setdefault(loop, asyncio.Lock())
@@ -58,6 +86,7 @@ async def models_refresh() -> None:
             offered = ()
         seconds = CACHE_SECONDS if offered else CACHE_SECONDS_AFTER_FAILURE
         await cache.aset(CACHE_KEY, offered or MODELS, seconds)
+        _process_copy.keep(offered or MODELS)
 
 
 _refresh_locks: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]" = weakref.WeakKeyDictionary()

@@ -388,7 +388,7 @@ class Generation:
         while that one stays overloaded (529 after the SDK's retries), from the next one down the chain."""
         while True:
             await registry.models_refresh()
-            model = await db_async(registry.model_for)(self.model)
+            model = registry.model_for(self.model)  # memory only: no thread hop
 
             def assemble(left_out: int) -> dict:
                 request = request_assemble(
@@ -402,7 +402,7 @@ class Generation:
                 await self._request(client, fitted.request)
                 return
             except anthropic.OverloadedError:
-                fallback = await db_async(routing.fallback_model)(self.model)
+                fallback = routing.fallback_model(self.model)
                 if fallback is None or self.positions:
                     raise
                 self.notices.append(
