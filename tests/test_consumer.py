@@ -568,3 +568,22 @@ async def test_frames_reach_sockets_of_this_process_without_the_channel_layer(
     message_id = assistant_id(first_frames)
     assert replay(first_frames, message_id) == replay(second_frames, message_id) == (await reload(message_id)).text
     assert "chat.frame" not in relayed and "relay.frame" not in relayed
+
+
+async def test_relaying_a_frame_makes_no_hop_to_the_sync_thread(socket_for, owner, conversation, monkeypatch):
+    """Channels closes old database connections before every event it dispatches, through the sync thread:
+    one hop per frame per socket. This consumer's events touch no database, so it must not."""
+    import channels.consumer
+
+    hops = []
+
+    async def counted():
+        hops.append(1)
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counted)
+    socket = await connected(socket_for, owner, conversation)
+    await socket.send_json_to({"type": "send", "text": "Many frames, please"})
+
+    frames = await frames_until_final(socket)
+
+    assert len([f for f in frames if f["type"] == "delta"]) > 1 and hops == []
