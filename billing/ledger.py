@@ -45,15 +45,26 @@ class UpstreamRequest:
 
 
 def ledger_record(
-    requests: list[UpstreamRequest], *, user_id: int, conversation_id: int | None, message
+    requests: list[UpstreamRequest], *, user_id: int, conversation_id: int | None, message, settle_key: str
 ) -> list[ApiCall]:
-    """Write the rows of `requests`; the caller holds the transaction and logs the rows once it commits."""
-    return [
-        call for request in requests for call in _request_rows(request, user_id, conversation_id, message)
+    """Write the rows of `requests`; the caller holds the transaction and logs the rows once it commits.
+
+    Each row gets a unique `settle_key` made of the reply's `settle_key`, the request's and the attempt's
+    number: a settle retried after a commit whose acknowledgement was lost, or a log line replayed twice,
+    writes nothing twice. The rows returned are the ones this call wrote.
+    """
+    rows = [
+        row for number, request in enumerate(requests, start=1)
+        for row in _request_rows(request, user_id, conversation_id, message, f"{settle_key}:{number}")
     ]
+    existing = set(ApiCall.objects.filter(settle_key__in=[row.settle_key for row in rows])
+                   .values_list("settle_key", flat=True))
+    return ApiCall.objects.bulk_create([row for row in rows if row.settle_key not in existing])
 
 
-def _request_rows(request: UpstreamRequest, user_id: int, conversation_id: int | None, message) -> list[ApiCall]:
+def _request_rows(
+    request: UpstreamRequest, user_id: int, conversation_id: int | None, message, settle_key: str
+) -> list[ApiCall]:
     """A request's rows: the failed attempts the SDK retried, then the last one, which carries the usage."""
     prices = selectors.price_for_model(request.model)
     cost = usage_cost(request.usage, prices)
@@ -79,8 +90,9 @@ def _request_rows(request: UpstreamRequest, user_id: int, conversation_id: int |
             attempt=number,
             is_retry=number > 1,
             is_fallback=request.is_fallback,
+            settle_key=f"{settle_key}:{number}",
         ))
-    return ApiCall.objects.bulk_create(rows)
+    return rows
 
 
 def usage_fields(usage: TokenUsage) -> dict:
@@ -99,7 +111,7 @@ def ledger_log(call: ApiCall) -> None:
 
 
 def ledger_log_unsaved(requests: list[UpstreamRequest], *, user_id: int, conversation_id: int | None,
-                       message_id: int) -> None:
+                       message_id: int, settle_key: str) -> None:
     """`api_call_unsaved {json}`: the rows a reply could not write because the database stayed unreachable.
 
     One line per reply with everything `manage.py ledger_replay` needs to write them later, so money spent is
@@ -109,6 +121,7 @@ def ledger_log_unsaved(requests: list[UpstreamRequest], *, user_id: int, convers
         "user": user_id,
         "conversation": conversation_id,
         "message": message_id,
+        "settle_key": settle_key,
         "requests": [
             {**asdict(request), "usage": asdict(request.usage)} for request in requests
         ],
@@ -131,7 +144,10 @@ def ledger_replay(line: str) -> list[ApiCall]:
     conversation_id = payload["conversation"]
     if not Conversation.objects.filter(pk=conversation_id).exists():
         conversation_id = None
-    return ledger_record(requests, user_id=payload["user"], conversation_id=conversation_id, message=message)
+    return ledger_record(
+        requests, user_id=payload["user"], conversation_id=conversation_id, message=message,
+        settle_key=payload["settle_key"],
+    )
 
 
 def _log_fields(call: ApiCall) -> dict:

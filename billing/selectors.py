@@ -96,6 +96,9 @@ def budget_status(user) -> BudgetStatus:
 # What one round of our tools may add to the next request's input, beyond the model's own output: the
 # results of the built-in tools are short (chat/llm/tools.py caps each), this bounds them all together.
 TOOL_RESULT_TOKENS = 2_000
+# What every request carries beside the conversation: the tool definitions (~300 tokens today), the API's own
+# tool-use system prompt (~350), message framing. Generous, so a reservation is a true worst case.
+REQUEST_OVERHEAD_TOKENS = 1_500
 
 
 @dataclass(frozen=True)
@@ -133,12 +136,13 @@ def request_estimate(
 
 
 def reply_worst_case(*, input_tokens: int, max_tokens: int, requests: int, window: int, prices) -> Decimal:
-    """The most a reply of `requests` requests can cost: each request's input grows by the previous answer
-    and tool results (never past the window), every input token is priced as a cache write (the dearest kind
+    """The most a reply of `requests` requests can cost: each request's input (the estimate, plus what every
+    request carries beside the conversation) grows by the previous answer and tool results (never past the
+    window), every input token is priced as a cache write (the dearest kind
     of input: the breakpoints may write all of it), and every request writes its full `max_tokens`."""
     total = ZERO
     for round_number in range(requests):
-        grown = input_tokens + round_number * (max_tokens + TOOL_RESULT_TOKENS)
+        grown = input_tokens + REQUEST_OVERHEAD_TOKENS + round_number * (max_tokens + TOOL_RESULT_TOKENS)
         usage = TokenUsage(cache_creation_5m_input_tokens=min(grown, window), output_tokens=max_tokens)
         total += usage_cost(usage, prices)
     return total

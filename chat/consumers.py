@@ -91,7 +91,12 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             except Exception:
                 pass
         finally:
+            # Also when the socket ended without `disconnect` (a channel-layer failure above).
             socket_watch.socket_unwatch(self)
+            if hasattr(self, "probe_task"):
+                self.probe_task.cancel()
+            if hasattr(self, "group"):
+                await fanout().leave(self.group, self)
 
     async def _serve(self, scope, receive, send):
         """AsyncConsumer.__call__ with one more source of events: this socket's inbox of frames from its own
@@ -162,7 +167,10 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             frame = inbound.frame_parse(text_data)
             await self.HANDLERS[frame["type"]](self, frame)
         except Refusal as refusal:
-            await self.send_json(refusal.as_frame())
+            if refusal.code == socket_watch.SESSION_ENDED.code:
+                await socket_watch.socket_end(self, socket_watch.SESSION_ENDED)  # its next frame ends it
+            else:
+                await self.send_json(refusal.as_frame())
         except LAYER_FAILURES:
             raise
         except Exception:
@@ -293,12 +301,15 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             auth_hash=self.session_ref.auth_hash, conversation_id=self.conversation.pk, action=action, **arguments,
         )
         self.conversation = admitted.conversation
-        for frame in admitted.frames:
-            await self._publish(frame)
-        await generation_start(
-            message=admitted.reply, user_id=self.scope["user"].pk, continuing=admitted.continuing,
-            limits=admitted.limits,
-        )
+        try:
+            for frame in admitted.frames:
+                await self._publish(frame)
+        finally:
+            # The reply is stored and reserved: it starts even if telling other processes failed.
+            await generation_start(
+                message=admitted.reply, user_id=self.scope["user"].pk, parts=admitted.parts,
+                continuing=admitted.continuing, limits=admitted.limits,
+            )
 
     async def _publish(self, frame: dict) -> None:
         await fanout().publish(self.group, frame)
@@ -316,7 +327,9 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         if payload["status"] == Message.Status.STREAMING and payload["id"] not in self.held_deltas:
             self.held_deltas[payload["id"]] = []
             local = generation.running.get(payload["id"])
-            if local is not None:
+            if local is not None and local.settled:
+                del self.held_deltas[payload["id"]]  # its final frame is on the way, after everything it held
+            elif local is not None:
                 self.inbox.put_nowait(frames.message_frame(local.snapshot()))
             else:
                 await self.channel_layer.group_send(

@@ -143,6 +143,9 @@ class ApiCall(models.Model):
     attempt = models.PositiveSmallIntegerField(default=1, help_text="1 for the first try, 2+ for retries.")
     is_retry = models.BooleanField(default=False)
     is_fallback = models.BooleanField(default=False)
+    # The reply, request and attempt this row is for: unique, so a retried settle or a replayed log line never
+    # bills twice (billing/ledger.py). Empty on rows written before it existed.
+    settle_key = models.CharField(max_length=100, null=True, blank=True, unique=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Q, Sum, prefetch_related_objects
 from django.utils import timezone
 
@@ -210,11 +210,17 @@ def messages_checkpoint(writes: list[tuple[int, str, list[dict] | None, int]]) -
     """Checkpoint several replies at once, `(message_id, token, content, seq)` each, in one transaction: the
     process's checkpointer (chat/replies/checkpoints.py) writes every reply due in one hop and one commit.
     Returns the ids no longer owned by their token."""
+    lost = set()
     with transaction.atomic():
-        return {
-            message_id for message_id, token, content, seq in writes
-            if not message_checkpoint(message_id=message_id, token=token, content=content, seq=seq)
-        }
+        for message_id, token, content, seq in writes:
+            try:
+                # Its own savepoint: a row the database refuses fails alone, not every reply of the process.
+                with transaction.atomic():
+                    if not message_checkpoint(message_id=message_id, token=token, content=content, seq=seq):
+                        lost.add(message_id)
+            except DatabaseError:
+                log.exception("checkpointing reply %s failed", message_id)
+    return lost
 
 
 def message_checkpoint(*, message_id: int, token: str, content: list[dict] | None, seq: int) -> bool:
@@ -226,8 +232,22 @@ def message_checkpoint(*, message_id: int, token: str, content: list[dict] | Non
     """
     changes = {"heartbeat_at": timezone.now()}
     if content is not None:
-        changes.update(content=content, seq=seq)
+        changes.update(content=storable(content), seq=seq)
     return bool(_owned(message_id, token).update(**changes))
+
+
+def storable(value):
+    """`value` (a reply's blocks) with every string storable in any database: the model's text may hold NUL or
+    a lone surrogate, which PostgreSQL's jsonb refuses; each becomes U+FFFD."""
+    if isinstance(value, str):
+        if value.isascii():
+            return value.replace("\x00", "\ufffd")
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace").replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    if isinstance(value, dict):
+        return {key: storable(item) for key, item in value.items()}
+    return value
 
 
 def _owned(message_id: int, token: str):
@@ -289,12 +309,13 @@ def message_finish(
         calls = ledger.ledger_record(
             requests, user_id=user_id if user_exists else None,
             conversation_id=conversation_id if conversation_exists else None, message=billed,
+            settle_key=f"{message_id}:{token}",
         )
         if reservation_id is not None:
             Reservation.objects.filter(pk=reservation_id).delete()
         if message is not None:
             message.status = status
-            message.content = content
+            message.content = storable(content)
             message.seq = seq
             message.model = model
             message.stop_reason = stop_reason or ""
@@ -352,8 +373,9 @@ def messages_interrupt_stale(*, conversation_id: int | None = None, stale_after:
     if conversation_id is not None:
         stale = stale.filter(conversation_id=conversation_id)
     with transaction.atomic():
-        stale_ids = list(stale.values_list("pk", flat=True))
-        swept = stale.filter(pk__in=stale_ids).update(
+        # Locked, so a reply that heartbeats meanwhile is either swept with its reservation or kept with it.
+        stale_ids = list(stale.select_for_update(skip_locked=True).values_list("pk", flat=True))
+        swept = Message.objects.filter(pk__in=stale_ids).update(
             status=Message.Status.INTERRUPTED, error=INTERRUPTED_REASON, owner_token=""
         )
         Reservation.objects.filter(

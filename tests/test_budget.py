@@ -69,7 +69,7 @@ def test_a_user_under_budget_is_admitted_with_the_whole_replys_worst_case_held(o
     # Three requests (two tool rounds), each priced with every input token a cache write and a full answer.
     window = selectors.model_spec("claude-sonnet-5-5").context_window
     expected = sum(
-        ((min(hold.input_tokens + r * (1000 + selectors.TOOL_RESULT_TOKENS), window) * Decimal("3.75")
+        ((min(hold.input_tokens + selectors.REQUEST_OVERHEAD_TOKENS + r * (1000 + selectors.TOOL_RESULT_TOKENS), window) * Decimal("3.75")
           + 1000 * 15) / Decimal(1_000_000)).quantize(Decimal("0.000001"))
         for r in range(3)
     )

@@ -517,28 +517,32 @@ async def test_a_socket_that_is_behind_is_not_taken_for_a_dead_channel_layer(
     assert not [frame for frame in frames if frame["type"] == "error"]
 
 
-async def test_a_final_frame_the_channel_layer_drops_once_is_sent_again(
+async def test_a_final_frame_the_channel_layer_drops_once_is_sent_again_to_other_processes(
     socket_for, owner, conversation, monkeypatch
 ):
-    original_publish = fanout_module.Fanout.publish
-    dropped = []
+    """Behind a shared layer (Redis), other processes get the final frame again when the layer drops it;
+    this process's sockets got it once, whatever the layer did."""
+    monkeypatch.setattr(fanout_module, "InMemoryChannelLayer", type("NoLayerIsLocal", (), {}))
+    layer = generation_module.get_channel_layer()
+    original_group_send, relayed_finals = layer.group_send, []
 
-    async def dropping_the_first_final_frame(self, group, frame):
-        final = frame.get("type") == "message" and frame["message"]["role"] == "assistant" and (
-            frame["message"]["status"] == "complete"
-        )
-        if final and not dropped:
-            dropped.append(frame)
-            raise TimeoutError("the layer is slow")
-        await original_publish(self, group, frame)
+    async def dropping_the_first_final_frame(group, message):
+        frame = message.get("frame", {})
+        if frame.get("type") == "message" and frame["message"]["status"] == "complete":
+            relayed_finals.append(frame)
+            if len(relayed_finals) == 1:
+                raise TimeoutError("the layer is slow")
+        await original_group_send(group, message)
 
-    monkeypatch.setattr(fanout_module.Fanout, "publish", dropping_the_first_final_frame)
+    monkeypatch.setattr(layer, "group_send", dropping_the_first_final_frame)
     socket = await connected(socket_for, owner, conversation)
     await socket.send_json_to({"type": "send", "text": "Finish properly"})
 
     frames = await frames_until_final(socket)
+    await asyncio.sleep(0.2)
 
-    assert dropped and frames[-1]["message"]["status"] == "complete"
+    assert frames[-1]["message"]["status"] == "complete" and len(relayed_finals) == 2
+    assert await socket.receive_nothing(timeout=0.2)  # no second copy here
 
 
 async def test_frames_reach_sockets_of_this_process_without_the_channel_layer(

@@ -366,12 +366,15 @@ def test_ledger_replay_writes_the_rows_of_unsaved_lines_from_a_log(tmp_path, own
     request.usage = ledger.TokenUsage(input_tokens=1000, output_tokens=500)
     log_file = tmp_path / "server.log"
     with CaptureLog("chat.ledger") as records:
-        ledger.ledger_log_unsaved([request], user_id=owner.pk, conversation_id=conversation.pk, message_id=reply.pk)
+        ledger.ledger_log_unsaved(
+            [request], user_id=owner.pk, conversation_id=conversation.pk, message_id=reply.pk, settle_key="k"
+        )
     log_file.write_text("2026-12-01 12:00:00 INFO chat something else\n" + "".join(
         f"2026-12-01 12:00:01 ERROR chat.ledger {record.getMessage()}\n" for record in records
     ))
 
     call_command("ledger_replay", str(log_file))
+    call_command("ledger_replay", str(log_file))  # replayed twice by mistake: billed once
 
     call = ApiCall.objects.get(request_id="req_lost")
     assert (call.user_id, call.conversation_id, call.message_id) == (owner.pk, conversation.pk, reply.pk)

@@ -5,7 +5,9 @@ session is still live, the conversation is read fresh (a rename in another tab i
 message (or the regenerated, edited or continued reply) is stored, the reply's worst-case cost is reserved
 against the budget, the rate limits count it, and the reply's `streaming` row gets its ownership token. A
 refusal anywhere rolls all of it back, so a refused send stores nothing and reserves nothing. The frames the
-sockets need are built here too, where queries may run, and published by the caller once this has committed.
+sockets need, and what every request of the reply is built from (chat/llm/request.py `request_parts`), are
+read here too, where queries may run: the caller publishes the frames once this has committed, and the reply
+starts without another query.
 """
 
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ from django.db import transaction
 from billing import services as billing_services
 from chat import frames, selectors, services, socket_watch
 from chat.llm import registry, routing
-from chat.llm.request import output_options
+from chat.llm.request import RequestParts, output_options, request_parts
 from chat.models import Conversation, Message
 from chat.refusals import Refusal
 from chat.replies.generation import ReplyLimits
@@ -32,6 +34,7 @@ class Admitted:
     reply: Message
     limits: ReplyLimits
     continuing: bool
+    parts: RequestParts
     frames: list[dict] = field(default_factory=list)
 
 
@@ -60,7 +63,8 @@ def _admit(user_id, session_key, auth_hash, conversation_id, action, text, model
     with transaction.atomic():
         # Locking the user row serializes one user's admissions across processes (PostgreSQL; SQLite's
         # IMMEDIATE transactions serialize every writer), so the budget read below cannot be overtaken.
-        user = get_user_model().objects.select_for_update().get(pk=user_id)
+        # no_key: the lock must not block the inserts (ledger rows, reservations) of the user's settling replies.
+        user = get_user_model().objects.select_for_update(no_key=True).get(pk=user_id)
         if not user.is_active or not socket_watch.session_is_live(session_key, user_id, auth_hash):
             ending = socket_watch.SESSION_ENDED
             raise Refusal(ending.code, ending.detail)
@@ -77,7 +81,8 @@ def _admit(user_id, session_key, auth_hash, conversation_id, action, text, model
         )
         reservation = billing_services.reservation_create(user=user, message=reply, hold=hold)
         limits = ReplyLimits(reservation.pk, hold.max_tokens, hold.tool_rounds, hold.notice)
-        return Admitted(conversation, reply, limits, continuing, _frames(conversation, turn))
+        parts = request_parts(conversation, reply=reply)
+        return Admitted(conversation, reply, limits, continuing, parts, _frames(conversation, turn))
 
 
 def _turn(conversation, action, text, model, attachment_ids, message_id) -> tuple[services.Turn, bool]:

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 # Tells this process's own frames apart when the channel layer hands them back to its relay.
 PROCESS_ID = uuid.uuid4().hex
+# Longest wait for the channel layer to take one frame for other processes; past it the frame is dropped there.
+PUBLISH_TIMEOUT = 2.0
 
 
 class Fanout:
@@ -33,33 +35,54 @@ class Fanout:
         self.by_channel: dict[str, object] = {}  # a consumer's channel name -> the consumer
         self.relay_channel: str | None = None
         self.relay_task: asyncio.Task | None = None
+        # Joining and leaving a group's relay membership, one at a time per group (they await the layer).
+        self.locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def join(self, group: str, consumer) -> None:
-        first = not self.sockets[group]
-        self.sockets[group].add(consumer)
-        self.by_channel[consumer.channel_name] = consumer
-        if first and self.shared:
-            await self._relay_started()
-            await self.layer.group_add(group, self.relay_channel)
+        """Add a socket; the first of a group joins the relay to it first, so a join the layer refuses (it
+        raises) leaves nothing behind and the next socket tries again."""
+        async with self.locks[group]:
+            if self.shared and not self.sockets.get(group):
+                await self._relay_started()
+                await self.layer.group_add(group, self.relay_channel)
+            self.sockets[group].add(consumer)
+            self.by_channel[consumer.channel_name] = consumer
 
     async def leave(self, group: str, consumer) -> None:
-        self.by_channel.pop(consumer.channel_name, None)
-        members = self.sockets.get(group)
-        if not members:
-            return
-        members.discard(consumer)
-        if not members:
+        """Remove a socket (safe to call for one that never joined, or twice)."""
+        self.by_channel.pop(getattr(consumer, "channel_name", None), None)
+        async with self.locks[group]:
+            members = self.sockets.get(group)
+            if not members or consumer not in members:
+                return
+            members.discard(consumer)
+            if members:
+                return
             del self.sockets[group]
             if self.shared:
-                await self.layer.group_discard(group, self.relay_channel)
+                try:
+                    await self.layer.group_discard(group, self.relay_channel)
+                except Exception as error:
+                    log.warning("leaving %s failed: %r", group, error)
 
-    async def publish(self, group: str, frame: dict) -> None:
-        """To every socket on `group`, here at once, elsewhere through the layer (which may raise)."""
-        self._deliver_here(group, frame)
-        if self.shared:
-            await self.layer.group_send(
-                group, {"type": "relay.frame", "group": group, "origin": PROCESS_ID, "frame": frame}
-            )
+    async def publish(self, group: str, frame: dict, *, here: bool = True, elsewhere: bool = True) -> bool:
+        """To every socket on `group`: this process's at once (`here`), other processes' through the layer
+        (`elsewhere`, bounded by PUBLISH_TIMEOUT). False when the layer failed; local delivery never waits on it."""
+        if here:
+            self._deliver_here(group, frame)
+        if not (self.shared and elsewhere):
+            return True
+        try:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that lands as
+            # the send completes.
+            async with asyncio.timeout(PUBLISH_TIMEOUT):
+                await self.layer.group_send(
+                    group, {"type": "relay.frame", "group": group, "origin": PROCESS_ID, "frame": frame}
+                )
+            return True
+        except Exception as error:
+            log.warning("publishing to %s for other processes failed: %r", group, error)
+            return False
 
     async def send_to(self, channel_name: str, frame: dict) -> None:
         """To one socket, wherever it is (a live snapshot for a socket that just connected)."""

@@ -36,7 +36,7 @@ from chat.llm import context, registry, routing
 from chat.llm import tools as tools_module
 from chat.llm.client import anthropic_client, attempt_recorder
 from chat.llm.pricing import TokenUsage
-from chat.llm.request import RequestParts, request_assemble, request_parts
+from chat.llm.request import RequestParts, request_assemble
 from chat.llm.tokens import estimate_tokens
 from chat.models import ApiCall, Message
 from chat.replies.checkpoints import checkpointer
@@ -44,8 +44,6 @@ from chat.replies.fanout import fanout
 
 log = logging.getLogger(__name__)
 
-# Longest wait for the channel layer to take one frame; past it the frame is dropped, not the reply.
-PUBLISH_TIMEOUT = 2.0
 FINAL_FRAME_TRIES = 3
 # The Messages endpoint, whose every HTTP attempt is a ledger row; count_tokens and the Models API cost nothing.
 MESSAGES_PATH = "/v1/messages"
@@ -89,9 +87,11 @@ class StreamCutShort(Exception):
 
 class Generation:
     def __init__(
-        self, *, message: Message, user_id: int, continuing: bool = False, limits: ReplyLimits = ReplyLimits()
+        self, *, message: Message, user_id: int, parts: RequestParts, continuing: bool = False,
+        limits: ReplyLimits = ReplyLimits(),
     ):
         self.message_id = message.pk
+        self.parts = parts  # read by admission, in its transaction: the reply needs no query to start
         self.token = message.owner_token
         self.limits = limits
         self.conversation_id = message.conversation_id
@@ -111,6 +111,7 @@ class Generation:
         # Checkpoint bookkeeping (chat/replies/checkpoints.py): the seq last saved and when.
         self.saved_seq, self.saved_at = self.seq, time.monotonic()
         self.owned = True
+        self.settled = False  # saved for good: no snapshot may follow the final frame
         self.pending_parts: list[dict] = []
         self.outbox: collections.deque[dict] = collections.deque()
         self.has_pending = asyncio.Event()
@@ -190,18 +191,11 @@ class Generation:
             self.pending_parts.append({"block": block_index, "type": block_type, "text": text, **opening})
         self.has_pending.set()
 
-    async def _publish(self, frame: dict) -> bool:
-        """Best effort, and bounded: the channel layer may be down or drop frames. The reply goes on and is
-        checkpointed; sockets recover what they missed with `resume`."""
-        try:
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that lands as
-            # the send completes, and this loop would then never stop.
-            async with asyncio.timeout(PUBLISH_TIMEOUT):
-                await fanout().publish(self.group, frame)
-            return True
-        except Exception as error:
-            log.warning("publishing to %s failed: %r", self.group, error)
-            return False
+    async def _publish(self, frame: dict, *, here: bool = True, elsewhere: bool = True) -> bool:
+        """To this process's sockets always, to other processes' best effort (chat/replies/fanout.py); False
+        when those could not be reached. The reply goes on and is checkpointed; sockets recover what they
+        missed with `resume`."""
+        return await fanout().publish(self.group, frame, here=here, elsewhere=elsewhere)
 
     async def _publish_loop(self) -> None:
         """Deltas at most every CHAT_FRAME_INTERVAL, the first one at once: only a delta starts the interval (a
@@ -215,13 +209,13 @@ class Generation:
     async def _publish_outbox(self) -> bool:
         """Send what is queued, in order; True if a delta was among it."""
         self._queue_pending_frame()
-        sent_delta = False
+        sent_delta, elsewhere = False, True
         while self.outbox:
             frame = self.outbox.popleft()
             sent_delta = sent_delta or frame["type"] == "delta"
-            if not await self._publish(frame):
-                # Sockets cannot be reached now; they catch up from a snapshot when they can.
-                self.outbox.clear()
+            # Once other processes cannot be reached, the rest of this batch goes to this process only (they
+            # catch up from a snapshot), so a slow channel layer never holds up local sockets frame by frame.
+            elsewhere = await self._publish(frame, elsewhere=elsewhere) and elsewhere
         return sent_delta
 
     def checkpoint_due(self, now: float) -> tuple[list[dict] | None, int] | None:
@@ -241,7 +235,7 @@ class Generation:
     def ownership_lost(self) -> None:
         """The reply is no longer ours (stopped elsewhere, swept as stale, deleted): stop spending on it. Its
         ledger rows are still written when it settles; its row keeps what the other writer left."""
-        if self.owned:
+        if self.owned and not self.settled:
             log.warning("reply %s is no longer owned by its generation; stopping it", self.message_id)
             self.owned = False
             self.request_stop(Message.Status.STOPPED)
@@ -267,7 +261,8 @@ class Generation:
         if request.get("type") == "generation.stop":
             self.request_stop()
         elif request.get("type") == "generation.snapshot" and isinstance(request.get("reply_to"), str):
-            await fanout().send_to(request["reply_to"], frames.message_frame(self.snapshot()))
+            if not self.settled:  # the final frame is on its way and supersedes any snapshot
+                await fanout().send_to(request["reply_to"], frames.message_frame(self.snapshot()))
 
     def request_stop(self, status: str = Message.Status.STOPPED) -> None:
         """Stop streaming; the reply is saved with `status` (stopped by the user, or interrupted by shutdown)."""
@@ -412,8 +407,10 @@ class Generation:
                 self._announce()
 
     def _within_limits(self, request: dict) -> dict:
-        """The request cut to what the reservation paid for, when the budget could not cover a full reply:
-        fewer output tokens and no thinking (whose budget would not fit beside an answer)."""
+        """The request cut to what the reservation paid for, when the budget could not cover a full reply: no
+        tool calls, fewer output tokens and no thinking (whose budget would not fit beside an answer)."""
+        if self.limits.tool_rounds == 0 and "tools" in request:
+            request["tool_choice"] = {"type": "none"}  # the budget has no room for a tool round
         cap = self.limits.max_tokens
         if cap is not None and request["max_tokens"] > cap:
             request["max_tokens"] = cap
@@ -430,7 +427,7 @@ class Generation:
 
     async def _converse(self) -> None:
         """Ask the model, run the tools it asks for, and ask again with their results, until it answers."""
-        parts = await db_async(self._parts)()
+        parts = self.parts
         if self.continuing and self.blocks and self.blocks[-1].get("type") == "text":
             self.extending = (len(self.blocks) - 1, self.blocks[-1]["text"])
         attempt_recorder.set(self._record_attempt)
@@ -457,10 +454,6 @@ class Generation:
             return min(self.limits.tool_rounds, settings.CHAT_TOOL_MAX_ROUNDS)
         return settings.CHAT_TOOL_MAX_ROUNDS
 
-    def _parts(self) -> RequestParts:
-        message = Message.objects.select_related("conversation__owner").get(pk=self.message_id)
-        return request_parts(message.conversation, reply=message)
-
     async def _run_tools(self, calls: list[dict], tools: list) -> None:
         """Run the calls concurrently; each result is streamed as a `tool_result` part and kept in the reply."""
         for result in await tools_module.tool_results(calls, tools):
@@ -477,8 +470,7 @@ class Generation:
         checkpoints.register(self)
         helpers = [asyncio.create_task(self._publish_loop())]
         control = await self._join_control_group()
-        if control:
-            helpers.append(asyncio.create_task(self._control_loop(control)))
+        helpers.append(asyncio.create_task(self._control_loop(control)))
         status, error = Message.Status.FAILED, ""
         try:
             status, error = await self._run_until_stopped()
@@ -499,21 +491,21 @@ class Generation:
                 if running.get(self.message_id) is self:
                     del running[self.message_id]
 
-    async def _join_control_group(self) -> str | None:
+    async def _join_control_group(self) -> str:
+        """The reply's control channel (a name made here); joining its group is retried by the control loop
+        when the layer is down now, so Stop and snapshots from other processes arrive once it is back."""
+        channel = await self.channel_layer.new_channel()
         try:
-            channel = await self.channel_layer.new_channel()
             await self.channel_layer.group_add(control_group(self.message_id), channel)
-            return channel
         except Exception as error:
-            log.warning("generation %s has no control channel: %r", self.message_id, error)
-            return None
+            log.warning("generation %s could not join its control group yet: %r", self.message_id, error)
+        return channel
 
-    async def _leave_control_group(self, channel: str | None) -> None:
-        if channel:
-            try:
-                await self.channel_layer.group_discard(control_group(self.message_id), channel)
-            except Exception as error:
-                log.warning("leaving the control group failed: %r", error)
+    async def _leave_control_group(self, channel: str) -> None:
+        try:
+            await self.channel_layer.group_discard(control_group(self.message_id), channel)
+        except Exception as error:
+            log.warning("leaving the control group failed: %r", error)
 
     async def _run_until_stopped(self) -> tuple[str, str]:
         """The conversation with the model, until it ends or the user stops it, wherever it is: streaming,
@@ -587,19 +579,23 @@ class Generation:
                     log.exception("settling reply %s failed for good", self.message_id)
                     ledger_log_unsaved(
                         self.requests, user_id=self.user_id, conversation_id=self.conversation_id,
-                        message_id=self.message_id,
+                        message_id=self.message_id, settle_key=f"{self.message_id}:{self.token}",
                     )
                     return
                 log.warning("settling reply %s failed; retrying in %gs", self.message_id, delay, exc_info=True)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, SETTLE_LONGEST_DELAY)
+        self.settled = True
         await self._publish_outbox()
         if message is not None:
-            # The final state is the frame a client cannot infer from a gap: try it harder than a delta.
+            # The final state is the frame a client cannot infer from a gap: other processes get it harder
+            # than a delta, this one's sockets once.
             final = frames.message_frame(frames.message_payload(message))
-            for _ in range(FINAL_FRAME_TRIES):
-                if await self._publish(final):
+            delivered = await self._publish(final)
+            for _ in range(FINAL_FRAME_TRIES - 1):
+                if delivered:
                     break
+                delivered = await self._publish(final, here=False)
 
 
 def _usage_updated(usage: TokenUsage, delta_usage) -> TokenUsage:
@@ -635,9 +631,10 @@ def _api_error_message(exc: anthropic.APIStatusError) -> str:
 
 
 async def generation_start(
-    *, message: Message, user_id: int, continuing: bool = False, limits: ReplyLimits = ReplyLimits()
+    *, message: Message, user_id: int, parts: RequestParts, continuing: bool = False,
+    limits: ReplyLimits = ReplyLimits(),
 ) -> Generation:
-    generation = Generation(message=message, user_id=user_id, continuing=continuing, limits=limits)
+    generation = Generation(message=message, user_id=user_id, parts=parts, continuing=continuing, limits=limits)
     running[message.pk] = generation
     generation.task = asyncio.create_task(generation.run(), name=f"generation-{message.pk}")
     generation.task.add_done_callback(_log_if_failed)
@@ -673,9 +670,12 @@ async def generations_drain(timeout: float) -> None:
     if not tasks:
         return
     log.info("draining %d running replies (up to %gs)", len(tasks), timeout)
-    _, unfinished = await asyncio.wait(tasks, timeout=timeout)
-    for generation in list(running.values()):
-        generation.request_stop(Message.Status.INTERRUPTED)
-    if unfinished:
-        # Settling retries for CHAT_SETTLE_TIMEOUT at most; waiting past that would wait on nothing.
-        await asyncio.wait(unfinished, timeout=settings.CHAT_SETTLE_TIMEOUT + 10)
+    await asyncio.wait(tasks, timeout=timeout)
+    # Settling retries for CHAT_SETTLE_TIMEOUT at most; waiting past that would wait on nothing.
+    deadline = time.monotonic() + settings.CHAT_SETTLE_TIMEOUT + 10
+    # Read again each round: a turn admitted just before `draining` was set starts its reply after it.
+    while running and time.monotonic() < deadline:
+        for generation in list(running.values()):
+            generation.request_stop(Message.Status.INTERRUPTED)
+        tasks = [generation.task for generation in running.values() if generation.task]
+        await asyncio.wait(tasks, timeout=min(1.0, max(deadline - time.monotonic(), 0.01)))
