@@ -1,7 +1,8 @@
 """The conversation websocket (protocol in docs/protocol.md).
 
-A consumer handles one frame at a time, so nothing here awaits a reply: `send` starts a generation task that
-the process owns, and this socket (like every other on the conversation) relays the group's frames.
+A consumer handles one frame at a time, so nothing here awaits a reply: `send` is admitted in one hop
+(chat/replies/admission.py) and starts a generation task that the process owns; this socket, like every other
+on the conversation, receives its frames through its inbox (chat/replies/fanout.py).
 """
 
 import asyncio
@@ -341,7 +342,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         return True
 
     def _send_to_self(self, event: dict) -> None:
-        """Queue an event behind the frames already waiting, so it is handled in order with them."""
+        """Queue an event for this socket's own dispatch (after what the channel layer already holds for it)."""
         asyncio.ensure_future(self.channel_layer.send(self.channel_name, event))
 
     def _stored_payload(self, message_id: int | None) -> dict | None:

@@ -237,7 +237,7 @@ async def test_closing_the_tab_mid_reply_does_not_stop_the_reply(socket_for, own
     await socket.send_json_to({"type": "send", "text": "Keep going without me"})
     while (await socket.receive_json_from(timeout=TIMEOUT))["type"] != "delta":
         pass
-    generation = generation_module.generation_for_conversation(conversation.pk)
+    [generation] = generation_module.running.values()
 
     await socket.disconnect()
     await asyncio.wait_for(generation.task, timeout=TIMEOUT)

@@ -395,3 +395,51 @@ class CaptureLog(logging.Handler):
 
     def __exit__(self, *exc):
         self.logger.removeHandler(self)
+
+
+def test_one_reply_the_database_refuses_does_not_stop_the_checkpoints_of_the_others(conversation, owner, monkeypatch):
+    from django.db import DatabaseError
+
+    good = streaming_reply(conversation)
+    bad = streaming_reply(services.conversation_create(owner=owner))
+    original = services.message_checkpoint
+
+    def refusing_one(*, message_id, **arguments):
+        if message_id == bad.pk:
+            raise DatabaseError("unsupported Unicode escape sequence")
+        return original(message_id=message_id, **arguments)
+
+    monkeypatch.setattr(services, "message_checkpoint", refusing_one)
+    lost = services.messages_checkpoint([
+        (good.pk, "a" * 32, [{"type": "text", "text": "Saved"}], 3),
+        (bad.pk, "a" * 32, [{"type": "text", "text": "Refused"}], 3),
+    ])
+
+    good.refresh_from_db()
+    assert lost == set() and (good.text, good.seq) == ("Saved", 3)
+
+
+def test_model_text_the_databases_refuse_is_stored_with_a_replacement_character():
+    assert services.storable([{"type": "text", "text": "a\x00b \ud800 ok é", "input": {"k": ["\x00"]}}]) == [
+        {"type": "text", "text": "a\ufffdb \ufffd ok é", "input": {"k": ["\ufffd"]}}
+    ]
+
+
+def test_a_settle_retried_after_its_commit_bills_nothing_twice(conversation, owner):
+    reply = streaming_reply(conversation)
+    settle = dict(
+        message_id=reply.pk, user_id=owner.pk, conversation_id=conversation.pk, status="complete",
+        content=[{"type": "text", "text": "Done"}], seq=2, model="claude-sonnet-5-5", token="a" * 32,
+        requests=[ledger.UpstreamRequest(
+            model="claude-sonnet-5-5", attempts=[ledger.UpstreamAttempt(http_status=529),
+                                                 ledger.UpstreamAttempt(http_status=200, request_id="req_ok")],
+            usage=ledger.TokenUsage(input_tokens=10, output_tokens=20),
+        )],
+    )
+
+    services.message_finish(**settle)
+    services.message_finish(**settle)  # the first commit's acknowledgement was lost: the retry finds it done
+
+    assert ApiCall.objects.filter(message=reply).count() == 2
+    reply.refresh_from_db()
+    assert reply.status == "complete" and reply.output_tokens == 20

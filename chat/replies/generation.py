@@ -2,7 +2,8 @@
 
 A generation is an asyncio task owned by the process, not by the websocket that asked for it: closing the
 tab does not stop it, and the full reply is in the database afterwards. It publishes coalesced frames to the
-conversation's channel-layer group, so every socket on the conversation (in any process) relays them.
+conversation's sockets: this process's directly, other processes' through the channel layer (fanout.py).
+Its life (admission, ownership token, checkpoints, settling, sweep, drain) is in docs/replies.md.
 
 One reply may take several requests to the model, each measured against the context window first
 (chat/llm/context.py): when the model asks for tools, they run concurrently and their results go back in the
@@ -645,11 +646,6 @@ def _log_if_failed(task: asyncio.Task) -> None:
     """A generation must never die silently: its message would stay `streaming` until it goes stale."""
     if not task.cancelled() and task.exception() is not None:
         log.error("generation task %s died", task.get_name(), exc_info=task.exception())
-
-
-def generation_for_conversation(conversation_id: int) -> Generation | None:
-    """The reply streaming in a conversation, if this process writes it."""
-    return next((g for g in running.values() if g.conversation_id == conversation_id), None)
 
 
 async def reply_stop(message_id: int, status: str = Message.Status.STOPPED) -> None:
