@@ -250,6 +250,14 @@ def storable(value):
     return value
 
 
+def message_fail(*, message_id: int, token: str, content: list[dict], seq: int, error: str) -> bool:
+    """The last word on a reply whose settling gave up: `failed`, with everything it had generated. One small
+    conditional UPDATE, tried once; its ledger rows went to the log (`ledger_log_unsaved`)."""
+    return bool(_owned(message_id, token).update(
+        status=Message.Status.FAILED, content=storable(content), seq=seq, error=error, owner_token=""
+    ))
+
+
 def _owned(message_id: int, token: str):
     """The reply while `token` owns it: the condition of every write a generation makes."""
     return Message.objects.filter(pk=message_id, status=Message.Status.STREAMING, owner_token=token)

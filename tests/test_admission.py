@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 
 from billing.models import Reservation
 from chat import services
-from chat.models import ApiCall, Message
+from chat.models import ApiCall, Conversation, Message
 from chat.refusals import Refusal
 from chat.replies import admission
 from tests.test_consumer import TIMEOUT, assistant_id, connected, frames_until_final
@@ -78,14 +78,17 @@ def test_the_query_count_does_not_grow_with_the_conversation(owner, conversation
     assert len(short) == len(long), "\n".join(q["sql"][:100] for q in long) + "\n---\n" + "\n".join(q["sql"][:100] for q in short)
 
 
-def test_a_rename_in_another_tab_survives_the_first_message(owner, conversation):
-    stale_copy = services.conversation_create(owner=owner)
-    services.conversation_rename(conversation=stale_copy, title="Named elsewhere")
+@pytest.mark.usefixtures("generations_drained")
+async def test_a_rename_in_another_tab_survives_the_first_message(socket_for, owner, conversation):
+    socket = await connected(socket_for, owner, conversation)  # the socket read the conversation untitled
+    elsewhere = await database_sync_to_async(Conversation.objects.get)(pk=conversation.pk)
+    await database_sync_to_async(services.conversation_rename)(conversation=elsewhere, title="Named elsewhere")
 
-    admitted = admit(owner, stale_copy, signed_in(owner), text="This would have titled it")
+    await socket.send_json_to({"type": "send", "text": "This would have titled it"})
+    await frames_until_final(socket)
 
-    stale_copy.refresh_from_db()
-    assert stale_copy.title == "Named elsewhere" == admitted.conversation.title
+    await database_sync_to_async(conversation.refresh_from_db)()
+    assert conversation.title == "Named elsewhere"
 
 
 def test_an_ended_session_is_refused_and_nothing_is_stored(owner, conversation):

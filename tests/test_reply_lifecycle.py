@@ -326,6 +326,8 @@ async def test_when_settling_gives_up_the_ledger_rows_are_logged_for_replay(
 
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("api_call_unsaved"))
     assert await database_sync_to_async(ApiCall.objects.count)() == 0
+    reply = await reload(reply_id)
+    assert reply.status == "failed" and reply.text and reply.owner_token == ""  # with everything it generated
     replayed = await database_sync_to_async(ledger.ledger_replay)(line)
     call = await database_sync_to_async(ApiCall.objects.get)()
     assert [row.pk for row in replayed] == [call.pk]

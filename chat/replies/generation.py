@@ -582,6 +582,7 @@ class Generation:
                         self.requests, user_id=self.user_id, conversation_id=self.conversation_id,
                         message_id=self.message_id, settle_key=f"{self.message_id}:{self.token}",
                     )
+                    await self._fail_for_good()
                     return
                 log.warning("settling reply %s failed; retrying in %gs", self.message_id, delay, exc_info=True)
                 await asyncio.sleep(delay)
@@ -597,6 +598,21 @@ class Generation:
                 if delivered:
                     break
                 delivered = await self._publish(final, here=False)
+
+
+    async def _fail_for_good(self) -> None:
+        """Mark the reply failed with what it generated (if the database takes even that); else it keeps its
+        last checkpoint until the sweep marks it interrupted."""
+        try:
+            await db_async(services.message_fail)(
+                message_id=self.message_id, token=self.token, content=self.blocks, seq=self.seq,
+                error=SETTLE_FAILED_REASON,
+            )
+        except Exception:
+            log.exception("marking reply %s failed also failed", self.message_id)
+
+
+SETTLE_FAILED_REASON = "This reply could not be saved in full. What it had written is kept."
 
 
 def _usage_updated(usage: TokenUsage, delta_usage) -> TokenUsage:
