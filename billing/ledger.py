@@ -7,7 +7,7 @@ The reads (sums, summaries, budgets) are in billing/selectors.py. A reply descri
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from billing import selectors
 from chat.llm.pricing import TokenUsage, usage_cost
@@ -78,7 +78,7 @@ def _request_rows(
             message=message,
             model=request.model,
             status=request.status if is_last else ApiCall.Status.ERROR,
-            **usage_fields(request.usage if is_last else TokenUsage()),
+            **asdict(request.usage if is_last else TokenUsage()),  # the token kinds are ApiCall's column names
             price_snapshot=prices.as_dict(),
             cost=cost if is_last else 0,
             latency_ms=request.latency_ms if is_last else attempt.latency_ms,
@@ -93,16 +93,6 @@ def _request_rows(
             settle_key=f"{settle_key}:{number}",
         ))
     return rows
-
-
-def usage_fields(usage: TokenUsage) -> dict:
-    return {
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "cache_read_input_tokens": usage.cache_read_input_tokens,
-        "cache_creation_5m_input_tokens": usage.cache_creation_5m_input_tokens,
-        "cache_creation_1h_input_tokens": usage.cache_creation_1h_input_tokens,
-    }
 
 
 def ledger_log(call: ApiCall) -> None:
@@ -157,10 +147,7 @@ def _log_fields(call: ApiCall) -> dict:
         "message": call.message_id,
         "model": call.model,
         "status": call.status,
-        **{name: getattr(call, name) for name in (
-            "input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_5m_input_tokens",
-            "cache_creation_1h_input_tokens",
-        )},
+        **{kind.name: getattr(call, kind.name) for kind in fields(TokenUsage)},
         "cost": str(call.cost),
         "latency_ms": call.latency_ms,
         "first_token_ms": call.first_token_ms,
