@@ -29,7 +29,6 @@ ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhos
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -185,9 +184,18 @@ ATTACHMENT_MAX_UPLOAD_BYTES = env.int("ATTACHMENT_MAX_UPLOAD_BYTES", default=64 
 ATTACHMENT_MAX_FILES_PER_UPLOAD = env.int("ATTACHMENT_MAX_FILES_PER_UPLOAD", default=10)
 # Django stops parsing a multipart body with more files than this; the upload view says why.
 DATA_UPLOAD_MAX_NUMBER_FILES = ATTACHMENT_MAX_FILES_PER_UPLOAD
-# PDFs are read in a child process that is killed after this many seconds, with this much address space.
-ATTACHMENT_PDF_TIMEOUT = env.float("ATTACHMENT_PDF_TIMEOUT", default=30.0)
-ATTACHMENT_PDF_MEMORY_BYTES = env.int("ATTACHMENT_PDF_MEMORY_BYTES", default=1024 * 1024 * 1024)
+# Every uploaded file is streamed to a temporary file on disk, never held in memory: processing reads it from
+# there (a child process gets it on stdin), so an upload's size costs the server disk, not RAM.
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.TemporaryFileUploadHandler"]
+# A request body over this many bytes is refused with 413 before it is read (config/body_limit.py); the upload
+# endpoint allows ATTACHMENT_MAX_UPLOAD_BYTES. Every other form here is a few kilobytes.
+REQUEST_MAX_BODY_BYTES = env.int("REQUEST_MAX_BODY_BYTES", default=2_621_440)
+# Images, PDFs and Word documents are read in a child process (chat/attachments/isolation.py) with this much
+# address space and CPU time; at most this many at once per server process, an upload waiting this long for a turn.
+ATTACHMENT_DECODE_MEMORY_BYTES = env.int("ATTACHMENT_DECODE_MEMORY_BYTES", default=1024 * 1024 * 1024)
+ATTACHMENT_DECODE_CPU_SECONDS = env.float("ATTACHMENT_DECODE_CPU_SECONDS", default=30.0)
+ATTACHMENT_DECODE_CONCURRENCY = env.int("ATTACHMENT_DECODE_CONCURRENCY", default=2)
+ATTACHMENT_DECODE_WAIT = env.float("ATTACHMENT_DECODE_WAIT", default=60.0)
 # Uploads that no message claimed are removed by `manage.py attachments_cleanup` after this many hours.
 ATTACHMENT_UNCLAIMED_HOURS = env.float("ATTACHMENT_UNCLAIMED_HOURS", default=24.0)
 

@@ -1,0 +1,78 @@
+"""Untrusted files are parsed in a child process under limits, never in the server's own.
+
+A decoder's worst case (a decompression bomb, a PDF that loops, memory a C library keeps after a big decode) is
+then the child's: it runs under an address-space limit and a CPU-time limit set before it reads a byte, and
+everything it allocated goes back to the system when it exits. The limit is CPU time, not wall-clock time, so a
+file gets the same answer on an idle server and on a loaded one; a generous wall-clock backstop only catches a
+child that stops using the CPU altogether.
+
+At most ATTACHMENT_DECODE_CONCURRENCY children run at once in one server process, so the worst case of a
+process is that many times one child's memory limit, whatever is uploaded at once; an upload that cannot get a
+turn within ATTACHMENT_DECODE_WAIT seconds is refused with a sentence that says to try again.
+
+The child is `python -I workers/entry.py TASK MEMORY CPU [ARGS...]` with the file on stdin (read from disk,
+never held in this process), files it produces written into `output`, and one JSON object on stdout:
+a task's result, or {"error": "a sentence for the user"}.
+"""
+
+import json
+import logging
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+log = logging.getLogger(__name__)
+
+ENTRY = Path(__file__).with_name("workers") / "entry.py"
+BACKSTOP_FACTOR = 10
+
+_turns: threading.BoundedSemaphore | None = None
+_turns_lock = threading.Lock()
+
+
+def _decode_turns() -> threading.BoundedSemaphore:
+    global _turns
+    with _turns_lock:
+        if _turns is None:
+            _turns = threading.BoundedSemaphore(settings.ATTACHMENT_DECODE_CONCURRENCY)
+        return _turns
+
+
+def isolated_run(task: str, source: Path, *args: str, output: Path | None = None) -> dict:
+    """Run `task` on the file at `source` in a limited child; its result, or ValidationError saying why not."""
+    memory, cpu = settings.ATTACHMENT_DECODE_MEMORY_BYTES, settings.ATTACHMENT_DECODE_CPU_SECONDS
+    command = [sys.executable, "-I", str(ENTRY), task, str(memory), str(cpu), *args]
+    if output is not None:
+        command.append(str(output))
+    turns = _decode_turns()
+    if not turns.acquire(timeout=settings.ATTACHMENT_DECODE_WAIT):
+        raise ValidationError("The server is busy reading other files. Try this one again in a moment.")
+    try:
+        with source.open("rb") as stdin:
+            completed = subprocess.run(
+                command, stdin=stdin, capture_output=True, timeout=cpu * BACKSTOP_FACTOR + 10, check=False
+            )
+    except subprocess.TimeoutExpired:
+        log.warning("%s worker stalled past the wall-clock backstop", task)
+        raise ValidationError(_too_slow(cpu)) from None
+    finally:
+        turns.release()
+    if completed.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+        raise ValidationError(_too_slow(cpu))
+    try:
+        result = json.loads(completed.stdout)
+    except ValueError:
+        log.warning("%s worker exited %s: %s", task, completed.returncode, completed.stderr[-2000:])
+        raise ValidationError("This file could not be read (the reader crashed), so it can't be attached.") from None
+    if "error" in result:
+        raise ValidationError(result["error"])
+    return result
+
+
+def _too_slow(cpu: float) -> str:
+    return f"Reading this file took more than {cpu:g} s of processing, so it was stopped; it can't be attached."
