@@ -7,6 +7,12 @@ PORT ?= 8000
 # A websocket message over this many bytes closes the socket with code 1009 (docs/protocol.md); the largest
 # frame the protocol allows (100,000 characters of text, escaped as JSON) fits well within it.
 WS_MAX_MESSAGE_BYTES ?= 1048576
+# uvicorn, as production runs it (docs/deploy.md; tests/cluster.py starts every test server with the same):
+# websockets' sans-I/O protocol with the message cap, no per-message compression (frames are small deltas), the
+# lifespan protocol that config/asgi.py uses at start and to drain replies at shutdown (and that must not fail
+# silently), and at most 10 s of waiting for HTTP requests in flight after SIGTERM before the replies drain.
+SERVER_FLAGS := --ws websockets-sansio --ws-max-size $(WS_MAX_MESSAGE_BYTES) --ws-per-message-deflate false \
+	--lifespan on --timeout-graceful-shutdown 10
 
 .PHONY: run test install migrate offline-model clean
 
@@ -29,8 +35,8 @@ run: migrate
 	@echo "  Sign up in the browser, or create an admin with: $(BIN)/python manage.py createsuperuser"
 	@echo "  Admin: http://$(HOST):$(PORT)/admin/"
 	@echo ""
-	OFFLINE_MODEL_TOKENS_PER_SECOND=$${OFFLINE_MODEL_TOKENS_PER_SECOND:-60} $(BIN)/daphne -b $(HOST) -p $(PORT) \
-		--websocket-max-message-size $(WS_MAX_MESSAGE_BYTES) config.asgi:application
+	OFFLINE_MODEL_TOKENS_PER_SECOND=$${OFFLINE_MODEL_TOKENS_PER_SECOND:-60} $(BIN)/uvicorn --host $(HOST) \
+		--port $(PORT) $(SERVER_FLAGS) config.asgi:application
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

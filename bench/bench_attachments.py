@@ -1,106 +1,147 @@
-"""Attachment processing: a 12 MP JPEG to an image content block, a 100-page text PDF to validated text.
+"""Attachment processing, on the product path: what one upload costs the server process and its decode child.
 
-    .venv/bin/python bench/bench_attachments.py [--repeat 5]
+    .venv/bin/python bench/bench_attachments.py [--repeat 3] [--only NAME ...]
 
-Each case runs in a fresh spawned process, so the peak memory it reports (ru_maxrss above the process's own
-baseline after imports and reading the input) belongs to that case alone.
+Inputs are generated once with Pillow, pillow-heif and pypdf (the builders of tests/attachment_samples.py): a 12 MP
+JPEG, a 49 MP PNG scan, a 48 MP phone photo with a gain map (MPO), a 108 MP JPEG, a 16-bit grayscale PNG, a 12 MP
+HEIC photo and a 300-page text PDF.
 
-- `jpeg, draft`: the product path, `image_process` + base64: the decoder scales by 1/2 while decoding.
-- `jpeg, naive`: the same code with `Image.draft` disabled: full 12 MP decode, then resize.
-- `pdf, worker`: the product path, `pdf_read`: a killable child process (`python -I pdf_worker.py`) with a
-  memory limit; its peak is the worker's own (RUSAGE_CHILDREN), Python and pypdf included.
-- `pdf, in-process`: pypdf called directly, without isolation: what the worker costs on top.
+How memory is measured (and why the earlier table was wrong): each case runs in a fresh spawned process. Right
+before the work, the process resets its own peak (`echo 5 > /proc/self/clear_refs` resets VmHWM) and reads its
+VmRSS; after it, "server peak" is VmHWM minus that VmRSS: what the web process itself needed on top of what it
+held. The earlier table took `ru_maxrss` above a baseline read after imports and reading the input; `ru_maxrss`
+is a lifetime peak that the imports and the read had already pushed up by a varying amount, so it hid most of the
+work's own peak ("+6 MB" that three fresh runs read as +35 to +40 MB). "child peak" is the decode child's own
+`ru_maxrss` (RUSAGE_CHILDREN: the largest child; Python and the decoders included, about 25 MB of it for an empty
+decode, the `idle` row), and "CPU" is the child's user + system time, the budget ATTACHMENT_DECODE_CPU_SECONDS
+limits.
 """
 
 import argparse
-import base64
-import io
-import multiprocessing
 import os
 import resource
 import statistics
 import sys
 import tempfile
 import time
+from multiprocessing import get_context
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-CASES = ["jpeg, draft", "jpeg, naive", "pdf, worker", "pdf, in-process"]
-
 
 def inputs(directory: Path) -> dict[str, Path]:
-    from attachment_samples import pdf_bytes, photo_bytes
+    import io
 
+    import pillow_heif
+    from attachment_samples import pdf_bytes, photo_bytes
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+
+    def photo(size):
+        return Image.open(io.BytesIO(photo_bytes(size)))
+
+    files = {}
+
+    def made(name, write):
+        files[name.split(".")[0]] = path = directory / name
+        write(path)
+
+    made("idle.png", lambda path: Image.new("RGB", (1, 1)).save(path))
+    made("jpeg-12mp.jpg", lambda path: path.write_bytes(photo_bytes((4000, 3000))))
+
+    def scan(path):
+        size = (7000, 7000)
+        gradient = Image.linear_gradient("L").resize(size)
+        noise = Image.effect_noise((875, 875), 30).resize(size, Image.Resampling.BILINEAR)
+        Image.merge("RGB", (gradient, noise, gradient.transpose(Image.Transpose.FLIP_LEFT_RIGHT))).save(path)
+
+    made("png-49mp.png", scan)
+    made("gainmap-48mp.jpg", lambda path: photo((8000, 6000)).save(
+        path, "MPO", save_all=True, append_images=[photo((2000, 1500)).convert("L").convert("RGB")], quality=90
+    ))
+    made("jpeg-108mp.jpg", lambda path: photo((12000, 9000)).save(path, "JPEG", quality=90))
+    made("png-16bit.png", lambda path: (
+        Image.linear_gradient("L").resize((4000, 3000)).convert("I").point(lambda v: v * 257).convert("I;16")
+    ).save(path))
+    made("heic-12mp.heic", lambda path: photo((4032, 3024)).save(path, quality=80))
     line = "The quick brown fox jumps over the lazy dog while the benchmark counts pages"
-    pages = ["\n".join(f"Page {page} line {n}: {line}" for n in range(40)) for page in range(1, 101)]
-    files = {"jpeg": directory / "photo.jpg", "pdf": directory / "document.pdf"}
-    files["jpeg"].write_bytes(photo_bytes((4000, 3000)))
-    files["pdf"].write_bytes(pdf_bytes(pages))
+    pages = ["\n".join(f"Page {page} line {n}: {line}" for n in range(40)) for page in range(1, 301)]
+    made("pdf-300p.pdf", lambda path: path.write_bytes(pdf_bytes(pages)))
     return files
 
 
-def run_case(case: str, path: str, repeat: int, results) -> None:
-    """In the child: time `repeat` runs, and measure the peak memory above the baseline."""
+def status(key: str) -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024
+    raise KeyError(key)
+
+
+def run_case(path: str, repeat: int, results) -> None:
+    """In the child: the product's reading of one file, `repeat` times; its peaks and times."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
     django.setup()
-    from PIL import JpegImagePlugin
-    from pypdf import PdfReader
+    from django.core.exceptions import ValidationError
 
-    from chat.attachments.images import image_process
+    from chat.attachments.images import image_read
     from chat.attachments.pdfs import pdf_read
 
-    data = Path(path).read_bytes()
-    if case == "jpeg, naive":
-        JpegImagePlugin.JpegImageFile.draft = lambda image, mode, size: None
-
-    def work():
-        if case.startswith("jpeg"):
-            image = image_process(data)
-            return f"{image.width} x {image.height} {image.media_type}, block {len(base64.b64encode(image.data)):,} B"
-        if case == "pdf, worker":
-            pages = pdf_read(data)
-        else:
-            pages = [page.extract_text() for page in PdfReader(io.BytesIO(data)).pages]
-        return f"{len(pages)} pages, {sum(map(len, pages)):,} characters"
-
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    timings = []
+    source = Path(path)
+    walls, cpus, outcome = [], [], ""
+    open("/proc/self/clear_refs", "w").write("5")
+    start_rss = status("VmRSS")
     for _ in range(repeat):
+        child_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        outcome = work()
-        timings.append(time.perf_counter() - started)
-    own_peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline) / 1024
-    worker_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    results.put((case, len(data), statistics.median(timings), min(timings), own_peak, worker_peak, outcome))
+        with tempfile.TemporaryDirectory() as output:
+            try:
+                if source.suffix == ".pdf":
+                    read = pdf_read(source, Path(output))
+                    sent = "its text, as a text document" if read.as_text else "as a PDF"
+                    outcome = f"{len(read.pages)} pages, {sum(map(len, read.pages)):,} characters, sent {sent}"
+                else:
+                    read = image_read(source, Path(output))
+                    image = read.images[0]
+                    outcome = f"{image.width} x {image.height} {image.media_type}, {image.path.stat().st_size:,} B"
+            except ValidationError as error:
+                outcome = "refused: " + error.messages[0]
+        walls.append(time.perf_counter() - started)
+        child = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(child.ru_utime + child.ru_stime - child_before.ru_utime - child_before.ru_stime)
+    server_peak = status("VmHWM") - start_rss
+    child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    results.put((source.stat().st_size, statistics.median(walls), statistics.median(cpus), server_peak, child_peak,
+                 outcome))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5)
-    repeat = parser.parse_args().repeat
-    context = multiprocessing.get_context("spawn")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", nargs="*")
+    options = parser.parse_args()
+    context = get_context("spawn")
     rows = []
     with tempfile.TemporaryDirectory() as directory:
         files = inputs(Path(directory))
-        for case in CASES:
+        for name, path in files.items():
+            if options.only and name not in options.only:
+                continue
             results = context.Queue()
-            child = context.Process(target=run_case, args=(case, str(files[case.split(",")[0]]), repeat, results))
+            child = context.Process(target=run_case, args=(str(path), options.repeat, results))
             child.start()
-            rows.append(results.get())
+            rows.append((name, *results.get()))
             child.join()
-    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, median and best of {repeat} runs\n")
-    print("| case | input | median | best | peak memory (process) | peak memory (worker) | result |")
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, median of {options.repeat} runs\n")
+    print("| case | input | wall | CPU (child) | server peak | child peak | result |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    for case, size, median, best, own_peak, worker_peak, outcome in rows:
-        worker = f"{worker_peak:.0f} MB" if case == "pdf, worker" else "-"
-        print(
-            f"| {case} | {size / 1024 / 1024:.1f} MB | {median * 1000:.0f} ms | {best * 1000:.0f} ms "
-            f"| +{own_peak:.0f} MB | {worker} | {outcome} |"
-        )
+    for name, size, wall, cpu, server_peak, child_peak, outcome in rows:
+        print(f"| {name} | {size / 1024 / 1024:.1f} MB | {wall:.2f} s | {cpu:.2f} s | +{server_peak:.0f} MB "
+              f"| {child_peak:.0f} MB | {outcome} |")
 
 
 if __name__ == "__main__":

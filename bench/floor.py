@@ -83,7 +83,7 @@ async def floor_websocket(args) -> None:
         if finished == args.clients:
             done.set()
 
-    # As daphne: no compression, and keepalive pings are not what this measures.
+    # As the server runs: no compression, and keepalive pings are not what this measures.
     async with serve(send_frames, "127.0.0.1", args.port, compression=None, ping_interval=None, max_queue=None):
         say("ready")
         await next_stdin_line()

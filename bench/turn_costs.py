@@ -12,7 +12,7 @@ before/after table in BENCHMARKS.md was made.
   many round trips to the API it made (to the offline model here: in production each is a network round trip).
 - `watchdog`: what the silence watchdog adds per chunk of a response body, over the bare body.
 - `first stream`, `second stream`: the first and second SDK streams of a fresh process that imported
-  config.asgi as daphne does (and ran the warm-up, where there is one), each in its own process.
+  config.asgi as the server does (and ran the warm-up, where there is one), each in its own process.
 """
 
 import argparse

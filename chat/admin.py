@@ -40,8 +40,10 @@ def _attachment_preview(attachment: Attachment) -> str:
     if attachment.thumbnail:
         thumbnail_url = reverse("admin:chat_attachment_thumbnail", args=[attachment.pk])
         preview = format_html('<img src="{}" alt="" style="max-width: 120px; max-height: 120px">', thumbnail_url)
-    else:
+    elif attachment.page_count:
         preview = format_html("PDF, {} page{}", attachment.page_count, "" if attachment.page_count == 1 else "s")
+    else:
+        preview = format_html("Text, about {} tokens", attachment.tokens)
     return format_html(
         '<a href="{}" style="display: inline-block; margin: 0 .5em .5em 0; max-width: 12em">{}<br>{}</a>',
         reverse("admin:chat_attachment_file", args=[attachment.pk]), preview, attachment.name,

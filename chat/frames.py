@@ -73,6 +73,7 @@ def attachment_payload(attachment: Attachment) -> dict:
         "height": attachment.height,
         "page_count": attachment.page_count,
         "tokens": attachment.tokens,
+        "note": attachment.note,
         "url": reverse("attachment_file", args=[attachment.pk]),
         "thumbnail_url": (
             reverse("attachment_thumbnail", args=[attachment.pk]) if attachment.thumbnail else None

@@ -166,15 +166,19 @@ class ApiCall(models.Model):
 
 
 class Attachment(models.Model):
-    """An uploaded image or PDF, processed once at upload; the user message that sends it then claims it.
+    """An uploaded image, PDF or text document, processed once at upload; the user message that sends it then
+    claims it.
 
-    `file` holds what the model receives (a re-encoded image, or the validated PDF), under a generated name in
-    MEDIA_ROOT; `name` is only ever displayed. Rows of one owner with the same `sha256` share one file.
+    `file` holds what the model receives (a re-encoded image, the validated PDF, or text as UTF-8: a text
+    file, a Word document's text, the text of a PDF too long to send as one), under a generated name in
+    MEDIA_ROOT; `name` is only ever displayed. Rows of one owner with the same `sha256` share one file (a
+    multi-page TIFF is a row per page, each with its own file).
     """
 
     class Kind(models.TextChoices):
         IMAGE = "image"
         PDF = "pdf", "PDF"
+        TEXT = "text"
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="attachments")
     message = models.ForeignKey(
@@ -190,9 +194,12 @@ class Attachment(models.Model):
     size = models.PositiveIntegerField(help_text="Bytes of the stored file.")
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)
-    page_count = models.PositiveIntegerField(null=True, blank=True)
+    page_count = models.PositiveIntegerField(null=True, blank=True, help_text="Of an uploaded PDF.")
     pages = models.JSONField(default=list, blank=True, help_text="The text of each PDF page.")
     tokens = models.PositiveIntegerField(default=0, help_text="Estimated input tokens.")
+    note = models.TextField(
+        blank=True, help_text="What the user must know about what the model gets, e.g. a PDF's text only."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -6,7 +6,7 @@ keeps a list of its open sockets, each with the session it was opened with, and 
 CHAT_SESSION_CHECK_INTERVAL seconds checks them all at once (two queries, however many sockets there are) and
 closes those whose session has ended.
 
-The list is per event loop, which under daphne means per server process: the socket cap
+The list is per event loop, which under uvicorn means per server process: the socket cap
 (CHAT_SOCKETS_PER_USER) counts one process's sockets, so behind N processes a user may hold up to N times it.
 """
 

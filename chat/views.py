@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
@@ -16,6 +17,8 @@ def _chat_page(request, conversation):
         request,
         "chat/chat.html",
         {
+            # The page refuses a file over it before uploading it.
+            "attachment_max_file_bytes": settings.ATTACHMENT_MAX_FILE_BYTES,
             "conversation": conversation,
             "conversations": selectors.conversations_for_user(request.user),
             "messages_data": messages_data,

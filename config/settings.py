@@ -90,9 +90,10 @@ else:
     # One pool per process bounds its connections, so N processes hold at most N x DATABASE_POOL_MAX_SIZE of
     # PostgreSQL's max_connections (docs/deploy.md). A connection kept per thread was bounded by nothing:
     # Django runs each concurrent page load on a thread of its own. Database calls from async code
-    # (chat/db.py) run on the event loop's default executor, ASGI_THREADS threads under daphne, else Python's
-    # min(32, cores + 4); the default gives each of those a connection, and four more for page loads and
-    # websocket session lookups, which run on threads outside it.
+    # (chat/db.py) run on the event loop's default executor: ASGI_THREADS threads when set (config/asgi.py's
+    # lifespan gives the server's loop that many), else Python's min(32, cores + 4); the default gives each of
+    # those a connection, and four more for page loads and websocket session lookups, which run on threads
+    # outside it.
     database_threads = env.int("ASGI_THREADS", default=min(32, (os.cpu_count() or 1) + 4))
     pool_max_size = env.int("DATABASE_POOL_MAX_SIZE", default=database_threads + 4)
     if pool_max_size < 1:

@@ -1,9 +1,10 @@
-"""Files for the attachment tests and benchmark, built here with Pillow and pypdf: no binary fixtures."""
+"""Files for the attachment tests and benchmark, built here (Pillow, pillow-heif, pypdf): no binary fixtures."""
 
 import io
 import struct
 import zlib
 
+import pillow_heif
 from PIL import Image
 from pypdf import PdfWriter
 from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
@@ -24,6 +25,54 @@ def photo_bytes(size=(4000, 3000), **options) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=90, **options)
     return buffer.getvalue()
+
+
+def mpo_bytes(size=(4000, 3000)) -> bytes:
+    """A phone photo with a gain map: a JPEG followed by a smaller second image, which Pillow reads as MPO."""
+    photo = Image.open(io.BytesIO(photo_bytes(size)))
+    gain_map = Image.new("L", (size[0] // 4, size[1] // 4), 128)
+    buffer = io.BytesIO()
+    photo.save(buffer, "MPO", save_all=True, append_images=[gain_map], quality=90)
+    return buffer.getvalue()
+
+
+def heic_bytes(image: Image.Image, **options) -> bytes:
+    """The iPhone's format, written by pillow-heif (EXIF orientation becomes the file's own rotation)."""
+    pillow_heif.register_heif_opener()
+    buffer = io.BytesIO()
+    image.save(buffer, "HEIF", quality=90, **options)
+    return buffer.getvalue()
+
+
+def tiff_bytes(pages: list[Image.Image], **options) -> bytes:
+    buffer = io.BytesIO()
+    options = {"compression": "tiff_deflate", **options}
+    pages[0].save(buffer, "TIFF", save_all=True, append_images=pages[1:], **options)
+    return buffer.getvalue()
+
+
+def png_16_bit_rgb(size, color: tuple[int, int, int]) -> bytes:
+    """A 16-bit-per-channel RGB PNG of one colour, written by hand: Pillow has no such mode to save from."""
+    width, height = size
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    row = b"\x00" + struct.pack(">HHH", *color) * width
+    return _png(header, zlib.compress(row * height))
+
+
+def blank_png(width: int, height: int, *, color_type: int = 6) -> bytes:
+    """A black PNG (RGBA by default) of any size, compressed row by row: never held as pixels here."""
+    channels = {0: 1, 2: 3, 6: 4}[color_type]
+    compressor, parts = zlib.compressobj(9), []
+    row = b"\x00" * (width * channels + 1)
+    for _ in range(height):
+        parts.append(compressor.compress(row))
+    parts.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
+    return _png(header, b"".join(parts))
+
+
+def _png(header: bytes, idat: bytes) -> bytes:
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -96,3 +145,70 @@ def _stream(data: bytes) -> DecodedStreamObject:
     stream = DecodedStreamObject()
     stream.set_data(data)
     return stream
+
+
+# --- ICC profiles, packed by hand (ICC.1:2001, version 2): littlecms reads them as a camera's or a printer's
+
+D50 = (0.9642, 1.0, 0.8249)
+
+
+def adobe_rgb_profile() -> bytes:
+    """Adobe RGB (1998), wider than sRGB in the greens: a matrix/TRC profile with its D50-adapted primaries."""
+    gamma = _curve(563 / 256)
+    return _icc_profile(b"mntr", b"RGB ", b"XYZ ", {
+        b"desc": _description("Adobe RGB (1998), test copy"),
+        b"wtpt": _xyz(*D50),
+        b"rXYZ": _xyz(0.60974, 0.31111, 0.01947),
+        b"gXYZ": _xyz(0.20528, 0.62567, 0.06087),
+        b"bXYZ": _xyz(0.14919, 0.06322, 0.74457),
+        b"rTRC": gamma, b"gTRC": gamma, b"bTRC": gamma,
+    })
+
+
+def cyan_prints_red_profile() -> bytes:
+    """A CMYK printer profile whose cyan ink prints red, magenta green and yellow blue (two inks or K: black).
+
+    Absurd on purpose: a naive CMYK conversion makes cyan cyan, so a red result shows the profile was applied.
+    """
+    lab = {(0, 0, 0): (100, 0, 0), (1, 0, 0): (54, 80, 67), (0, 1, 0): (88, -79, 81), (0, 0, 1): (32, 79, -108)}
+    grid = b"".join(  # 2 points per ink, cyan varying slowest; PCS Lab encoded as L*255/100, a+128, b+128
+        bytes((round(L * 255 / 100), max(0, min(255, a + 128)), max(0, min(255, b + 128))))
+        for c in (0, 1) for m in (0, 1) for y in (0, 1) for k in (0, 1)
+        for L, a, b in [lab.get((c, m, y), (0, 0, 0)) if not k else (0, 0, 0)]
+    )
+    identity = bytes(range(256))
+    matrix = b"".join(_s15(value) for value in (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    lut = b"mft1" + bytes(4) + bytes((4, 3, 2, 0)) + matrix + identity * 4 + grid + identity * 3
+    return _icc_profile(b"prtr", b"CMYK", b"Lab ", {
+        b"desc": _description("Cyan prints red"), b"wtpt": _xyz(*D50), b"A2B0": lut,
+    })
+
+
+def _icc_profile(device_class: bytes, color_space: bytes, pcs: bytes, tags: dict[bytes, bytes]) -> bytes:
+    start = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for signature, body in tags.items():
+        table += signature + struct.pack(">II", start + len(data), len(body))
+        data += body + bytes(-len(body) % 4)
+    header = (
+        struct.pack(">I4sI4s4s4s", start + len(data), bytes(4), 0x02100000, device_class, color_space, pcs)
+        + bytes(12) + b"acsp" + bytes(28) + b"".join(_s15(value) for value in D50) + bytes(48)
+    )
+    return header + struct.pack(">I", len(tags)) + table + data
+
+
+def _s15(value: float) -> bytes:
+    return struct.pack(">i", round(value * 65536))
+
+
+def _xyz(x: float, y: float, z: float) -> bytes:
+    return b"XYZ " + bytes(4) + _s15(x) + _s15(y) + _s15(z)
+
+
+def _curve(gamma: float) -> bytes:
+    return b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256))
+
+
+def _description(text: str) -> bytes:
+    ascii_text = text.encode() + b"\x00"
+    return b"desc" + bytes(4) + struct.pack(">I", len(ascii_text)) + ascii_text + bytes(8 + 3 + 67)

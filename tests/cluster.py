@@ -1,5 +1,6 @@
-"""Real server processes for scale-out tests and the load benchmark: daphne on PostgreSQL + Redis (or the
-single-machine defaults), signed into over HTTP and talked to over real websockets.
+"""Real server processes for scale-out tests, the browser tests and the benchmarks: uvicorn, started as `make run`
+and docs/deploy.md start it, on PostgreSQL + Redis (or the single-machine defaults), signed into over HTTP and
+talked to over real websockets.
 
 Also the one place that says where the test PostgreSQL and Redis are, and what a test does when they are not.
 """
@@ -81,8 +82,15 @@ def migrate(env: dict) -> None:
     )
 
 
+# The flags `make run` and docs/deploy.md give uvicorn (the Makefile says why each).
+SERVER_FLAGS = [
+    "--ws", "websockets-sansio", "--ws-max-size", "1048576", "--ws-per-message-deflate", "false",
+    "--lifespan", "on", "--timeout-graceful-shutdown", "10",
+]
+
+
 class AppServer:
-    """One daphne process serving the app."""
+    """One uvicorn process serving the app."""
 
     def __init__(self, env: dict, log_dir: Path, name: str):
         self.env, self.name = env, name
@@ -91,15 +99,15 @@ class AppServer:
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen | None = None
 
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(self.port), *SERVER_FLAGS,
+            "config.asgi:application",
+        ]
+
     def start(self) -> "AppServer":
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-                "--websocket-max-message-size", "1048576", "config.asgi:application",  # as `make run` sets it
-            ],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-        )
+        self.process = subprocess.Popen(self.command(), cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -111,6 +119,20 @@ class AppServer:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} did not start:\n{self.log_path.read_text()[-3000:]}")
+
+    def memory(self) -> dict[str, int]:
+        """The process's resident memory now (VmRSS) and at its peak (VmHWM), in bytes, from /proc."""
+        fields = {}
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                fields[name] = int(value.split()[0]) * 1024
+        return fields
+
+    def memory_peak_reset(self) -> int:
+        """Start VmHWM afresh from what is resident now (Linux's clear_refs), and return that."""
+        Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")
+        return self.memory()["VmRSS"]
 
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)

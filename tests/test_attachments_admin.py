@@ -11,8 +11,9 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from document_samples import uploaded
 
-from chat.attachments.services import attachment_upload, attachments_claim
+from chat.attachments.services import attachments_claim
 from chat.models import Attachment, Message
 
 pytestmark = pytest.mark.django_db
@@ -37,8 +38,8 @@ def sent(conversation, owner):
     """A user message that sent an image with a hostile name, and a PDF."""
     message = Message.objects.create(conversation=conversation, role="user", content=[])
     attachments = [
-        attachment_upload(owner=owner, name=MARKUP_NAME, data=image_bytes()),
-        attachment_upload(owner=owner, name="notes.pdf", data=pdf_bytes(["Notes"])),
+        *uploaded(owner, MARKUP_NAME, image_bytes()),
+        *uploaded(owner, "notes.pdf", pdf_bytes(["Notes"])),
     ]
     attachments_claim(attachments=attachments, message=message)
     return message
@@ -110,8 +111,8 @@ def age(attachment: Attachment, hours: float, media_root) -> None:
 
 
 def test_cleanup_removes_unclaimed_uploads_older_than_a_day_and_their_files(owner, sent, media_root):
-    old = attachment_upload(owner=owner, name="old.png", data=image_bytes(color=(1, 2, 3)))
-    recent = attachment_upload(owner=owner, name="recent.png", data=image_bytes(color=(4, 5, 6)))
+    [old] = uploaded(owner, "old.png", image_bytes(color=(1, 2, 3)))
+    [recent] = uploaded(owner, "recent.png", image_bytes(color=(4, 5, 6)))
     age(old, 25, media_root)
     age(recent, 23, media_root)
     for attachment in sent.attachments.all():
@@ -127,9 +128,9 @@ def test_cleanup_removes_unclaimed_uploads_older_than_a_day_and_their_files(owne
 
 def test_cleanup_keeps_a_file_that_another_upload_of_the_same_bytes_still_uses(owner, sent, media_root):
     data = image_bytes(color=(9, 9, 9))
-    old = attachment_upload(owner=owner, name="first.png", data=data)
+    [old] = uploaded(owner, "first.png", data)
     age(old, 30, media_root)
-    again = attachment_upload(owner=owner, name="again.png", data=data)
+    [again] = uploaded(owner, "again.png", data)
     attachments_claim(attachments=[again], message=sent)
 
     call_command("attachments_cleanup", stdout=io.StringIO())

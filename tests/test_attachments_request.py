@@ -5,6 +5,7 @@ import json
 import pytest
 from attachment_samples import image_bytes, pdf_bytes
 from django.urls import reverse
+from document_samples import uploaded
 
 from chat.attachments import services as attachment_services
 from chat.llm.offline.prompt import read_prompt
@@ -22,7 +23,7 @@ def media_root(settings, tmp_path):
 
 def turn_with(conversation, owner, text: str, uploads: list[tuple[str, bytes]]) -> Message:
     message = Message.objects.create(conversation=conversation, role="user", content=[])
-    attachments = [attachment_services.attachment_upload(owner=owner, name=n, data=d) for n, d in uploads]
+    attachments = [attachment for name, data in uploads for attachment in uploaded(owner, name, data)]
     attachment_services.attachments_claim(attachments=attachments, message=message)
     message.content = [{"type": "attachment", "attachment_id": a.pk} for a in attachments]
     message.content.append({"type": "text", "text": text})
@@ -59,6 +60,21 @@ def test_a_document_in_the_latest_turn_keeps_a_single_breakpoint(conversation, o
     assert breakpoints(request) == ["only.pdf"]
     document = request["messages"][0]["content"][0]
     assert document["source"]["media_type"] == "application/pdf" and document["type"] == "document"
+
+
+def test_a_text_document_is_sent_as_its_text_titled_with_the_file_name(conversation, owner):
+    turn_with(conversation, owner, "Review", [("main.py", "print('héllo')\n".encode())])
+    reply = Message.objects.create(conversation=conversation, role="assistant", status="streaming")
+
+    request = request_build(conversation, reply=reply)
+
+    document = request["messages"][0]["content"][0]
+    assert {key: value for key, value in document.items() if key != "cache_control"} == {
+        "type": "document",
+        "source": {"type": "text", "media_type": "text/plain", "data": "print('héllo')\n"},
+        "title": "main.py",
+    }
+    read_prompt({**request, "stream": True})  # the offline model, like the API, accepts it
 
 
 def test_an_attachment_whose_file_is_gone_becomes_a_note_not_a_failed_reply(conversation, owner, media_root):

@@ -4,10 +4,10 @@ import pytest
 from attachment_samples import image_bytes, pdf_bytes, photo_bytes
 from channels.db import database_sync_to_async
 from django.urls import reverse
-
-from chat.attachments import services as attachment_services
-from chat.models import Attachment, Message
+from document_samples import docx_bytes, uploaded
 from test_consumer import TIMEOUT, assistant_id, connected, frames_until_final, reload
+
+from chat.models import Attachment, Message
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("generations_drained")]
 
@@ -20,7 +20,8 @@ def media_root(settings, tmp_path):
 
 @database_sync_to_async
 def upload(owner, name: str, data: bytes) -> Attachment:
-    return attachment_services.attachment_upload(owner=owner, name=name, data=data)
+    [attachment] = uploaded(owner, name, data)
+    return attachment
 
 
 @database_sync_to_async
@@ -87,6 +88,54 @@ async def test_a_follow_up_question_about_the_same_pdf_reads_it_from_the_cache(s
     assert first.cache_creation_input_tokens > 2 * 1_500 and first.cache_read_input_tokens == 0
     assert second.cache_read_input_tokens >= first.cache_creation_input_tokens
     assert 'Document 1: PDF, 2 pages, first line "Installation manual"' in second.text
+
+
+async def test_a_text_file_and_a_word_document_reach_the_model_as_titled_text_documents(
+    socket_for, owner, conversation
+):
+    notes = await upload(owner, "notes.md", b"# Launch plan\n\nShip on Friday.\n")
+    offer = await upload(owner, "offer.docx", docx_bytes(["Offer for ACME", "Total: 1,200"]))
+    socket = await connected(socket_for, owner, conversation)
+
+    await socket.send_json_to({"type": "send", "text": "Compare these", "attachments": [notes.pk, offer.pk]})
+    frames = await frames_until_final(socket)
+
+    reply = await reload(assistant_id(frames))
+    assert reply.status == Message.Status.COMPLETE
+    assert 'Document 1: plain text, first line "# Launch plan".' in reply.text
+    assert 'Document 2: plain text, first line "Offer for ACME".' in reply.text
+    assert [(a["name"], a["kind"]) for a in frames[0]["message"]["attachments"]] == [
+        ("notes.md", "text"), ("offer.docx", "text")
+    ]
+
+
+async def test_a_pdf_over_100_pages_reaches_the_model_as_the_text_of_its_pages(socket_for, owner, conversation):
+    long = await upload(owner, "minutes.pdf", pdf_bytes([f"Minutes of meeting {n}" for n in range(1, 151)]))
+    socket = await connected(socket_for, owner, conversation)
+
+    await socket.send_json_to({"type": "send", "text": "Summarise the minutes", "attachments": [long.pk]})
+    frames = await frames_until_final(socket)
+
+    reply = await reload(assistant_id(frames))
+    assert reply.status == Message.Status.COMPLETE
+    assert 'Document 1: plain text, first line "--- Page 1 ---".' in reply.text
+    [attachment] = frames[0]["message"]["attachments"]
+    assert (attachment["kind"], attachment["page_count"]) == ("text", 150)
+    assert attachment["note"].startswith("150 pages: over the model's 100-page limit for PDFs")
+    read = reply.input_tokens + reply.cache_creation_input_tokens
+    assert long.tokens // 2 < read < 100 * 1_500  # 150 pages of text, not 150 page images
+
+
+async def test_a_pdf_sent_as_text_does_not_count_toward_the_100_pdf_pages(socket_for, owner, conversation):
+    long = await upload(owner, "archive.pdf", pdf_bytes(["Old page"] * 120))
+    short = await upload(owner, "brief.pdf", pdf_bytes(["New page"] * 90))
+    socket = await connected(socket_for, owner, conversation)
+
+    await socket.send_json_to({"type": "send", "text": "Both", "attachments": [long.pk, short.pk]})
+    frames = await frames_until_final(socket)
+
+    assert (await reload(assistant_id(frames))).status == Message.Status.COMPLETE  # not refused: too_many_pages
+    assert [a["kind"] for a in frames[0]["message"]["attachments"]] == ["text", "pdf"]
 
 
 async def test_attachments_without_text_are_a_message_and_name_the_conversation(socket_for, owner, conversation):

@@ -1,7 +1,8 @@
 """The chat page in a real browser: Debian's Chromium, driven through Playwright, against the real server.
 
-The server is daphne (Django's `runserver` as Channels installs it, which also serves static files) in its own
-process, on a throwaway SQLite file, with the offline model streaming slowly enough to watch a reply grow.
+The server is uvicorn, started as every test server is (tests/cluster.py) and with DEBUG on, as `make run` has it
+(config/asgi.py then serves the static files), in its own process, on a throwaway SQLite file, with the
+offline model streaming slowly enough to watch a reply grow.
 It runs apart from pytest-django's test database on purpose: the browser and the server share nothing with
 the test process but HTTP and the websocket.
 """
@@ -9,14 +10,12 @@ the test process but HTTP and the websocket.
 import json
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from cluster import AppServer, migrate, server_env
+
+from chat.attachments import formats
 
 pytestmark = pytest.mark.browser
 
@@ -53,62 +52,23 @@ def require_browser():
         pytest.skip(reason)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_serving(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"The server exited with {process.returncode}:\n{log_path.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"The server did not answer {url} within {timeout}s:\n{log_path.read_text()}")
-
-
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory):
     require_browser()
     workdir = tmp_path_factory.mktemp("browser-server")
-    log_path = workdir / "server.log"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DJANGO_DEBUG": "1",
-        "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
-        "DJANGO_MEDIA_ROOT": str(workdir / "media"),
-        "REDIS_URL": "",
-        "ANTHROPIC_API_KEY": "",
-        "OFFLINE_MODEL_TOKENS_PER_SECOND": str(TOKENS_PER_SECOND),
-    }
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=env, check=True)
-    port = free_port()
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [*manage, "runserver", "--noreload", f"127.0.0.1:{port}"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+    env = server_env(
+        DJANGO_DEBUG="1",
+        DATABASE_URL=f"sqlite:///{workdir / 'db.sqlite3'}",
+        DJANGO_MEDIA_ROOT=str(workdir / "media"),
+        REDIS_URL="",
+        OFFLINE_MODEL_TOKENS_PER_SECOND=TOKENS_PER_SECOND,
+    )
+    migrate(env)
+    server = AppServer(env, workdir, "server").start()
     try:
-        wait_until_serving(f"{url}/accounts/login/", process, log_path)
-        yield url
+        yield server.url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -285,7 +245,7 @@ def test_an_attached_image_is_uploaded_sent_and_described_and_a_refused_file_say
         "#attach-input",
         files=[
             {"name": "red square.png", "mimeType": "image/png", "buffer": image_bytes("PNG", (640, 480))},
-            {"name": "notes.png", "mimeType": "image/png", "buffer": b"a text file wearing a .png name"},
+            {"name": "photos.zip", "mimeType": "application/zip", "buffer": b"PK\x05\x06" + bytes(18)},
         ],
     )
     ready = page.locator(".composer-attachment[data-status=ready]")
@@ -293,7 +253,7 @@ def test_an_attached_image_is_uploaded_sent_and_described_and_a_refused_file_say
     ready.wait_for()
     refused.wait_for()
     assert ready.locator(".composer-attachment-meta").inner_text() == "640 × 480"
-    assert "can't be read as a JPEG, PNG, GIF or WebP image" in refused.locator(".composer-attachment-error").inner_text()
+    assert refused.locator(".composer-attachment-error").inner_text() == formats.ZIP
 
     send(page, "What size is this image?")
     page.wait_for_selector(".message-assistant[data-status=complete]", timeout=30_000)
@@ -329,3 +289,31 @@ def test_the_calculator_runs_as_a_collapsible_step_before_the_answer(page, serve
 
     page.reload()
     assert "391" in page.locator(LAST_REPLY).locator("details.tool-step summary").inner_text()
+
+
+def test_a_file_over_the_size_limit_is_refused_in_the_page_and_never_sent(page, server_url):
+    from attachment_samples import image_bytes
+
+    from chat.attachments.limits import megabytes
+
+    sign_up_and_start_a_chat(page, server_url, "oversized")
+    limit = int(page.locator("#chat").get_attribute("data-max-file-bytes"))
+    uploads = []
+    page.on("request", lambda request: request.url.endswith("/attachments/") and uploads.append(request))
+
+    # One byte over: the case that used to upload in full, then read "files can be at most 32 MB".
+    big = {"name": "scan.pdf", "mimeType": "application/pdf", "buffer": bytes(limit + 1)}
+    page.set_input_files("#attach-input", files=[big])
+    refused = page.locator(".composer-attachment[data-status=failed]")
+    refused.wait_for()
+    # Then a small file: once it is in, the big one would have been sent before it.
+    page.set_input_files("#attach-input", files=[{"name": "dot.png", "mimeType": "image/png", "buffer": image_bytes()}])
+    ready = page.locator(".composer-attachment[data-status=ready]")
+    ready.wait_for()
+
+    assert refused.locator(".composer-attachment-error").inner_text() == (
+        f"This file is {megabytes(limit + 1)}; files can be at most {megabytes(limit)}."
+    )
+    assert megabytes(limit + 1) != megabytes(limit)
+    assert ready.locator(".composer-attachment-name").inner_text() == "dot.png"
+    assert [request.method for request in uploads] == ["POST"], "only the small file was sent"

@@ -5,6 +5,7 @@ import pytest
 from anthropic.lib.tools._beta_functions import BaseFunctionTool
 from asgiref.sync import async_to_sync
 from attachment_samples import image_bytes, pdf_bytes
+from document_samples import uploaded
 from test_consumer import connected, frames_until_final
 
 from chat import services
@@ -84,7 +85,7 @@ def test_a_request_near_the_window_is_counted_once_and_sent_whole_when_it_fits(
 
 def test_attachments_count_by_their_stored_estimate_not_their_base64(conversation, owner, settings):
     message = Message.objects.create(conversation=conversation, role="user", content=[])
-    pdf = attachment_services.attachment_upload(owner=owner, name="big.pdf", data=pdf_bytes(["Page"] * 3))
+    [pdf] = uploaded(owner, "big.pdf", pdf_bytes(["Page"] * 3))
     attachment_services.attachments_claim(attachments=[pdf], message=message)
     message.content = [blocks.reference_block(pdf.pk), {"type": "text", "text": "Summarise"}]
     message.save()
@@ -159,7 +160,7 @@ def test_an_admin_switching_a_tool_off_takes_effect_on_the_next_turn(conversatio
 
 def attachment_turn(conversation, owner, uploads):
     message = Message.objects.create(conversation=conversation, role="user", content=[])
-    attachments = [attachment_services.attachment_upload(owner=owner, name=n, data=d) for n, d in uploads]
+    attachments = [attachment for n, d in uploads for attachment in uploaded(owner, n, d)]
     attachment_services.attachments_claim(attachments=attachments, message=message)
     message.content = [blocks.reference_block(a.pk) for a in attachments] + [{"type": "text", "text": "See"}]
     message.save()

@@ -1,18 +1,17 @@
 """Warming a process up at start: the loop's client built, the SDK's first stream made, the models cached, and
-a server that starts whatever the API says."""
+a server that starts whatever the API says, and starts warming up as it starts serving."""
 
 import asyncio
-import sys
-import types
 
 import pytest
-import twisted.internet
+from asgiref.testing import ApplicationCommunicator
 from django.core.cache import cache
 
 from chat.llm import client as client_module
 from chat.llm import registry, warmup
 from chat.llm.catalog import MODELS
 from chat.llm.offline import OfflineModel
+from chat.replies import generation
 
 
 @pytest.fixture
@@ -66,16 +65,24 @@ async def test_a_failing_warm_up_is_logged_and_never_raised(monkeypatch, caplog)
     assert "warming up failed" in caplog.text
 
 
-async def test_under_daphne_the_warm_up_starts_when_the_reactor_runs(monkeypatch, warm_up_models):
-    started = []
-    reactor = types.SimpleNamespace(callWhenRunning=started.append)
-    monkeypatch.setitem(sys.modules, "twisted.internet.reactor", reactor)
-    monkeypatch.setattr(twisted.internet, "reactor", reactor, raising=False)
+async def test_the_servers_lifespan_warms_the_process_up_at_start_and_drains_replies_at_shutdown(
+    warm_up_models, monkeypatch
+):
+    """The server (uvicorn, `--lifespan on`) serves at once; the warm-up runs beside it, on its loop."""
+    from config.asgi import application
 
-    warmup.process_warm_up_when_serving()
-    assert warm_up_models == []  # nothing before the reactor runs
-    [start] = started
-    start()
-    await asyncio.gather(*warmup._started)
+    monkeypatch.setattr(generation, "draining", False)  # shutdown sets it for the rest of the process
 
-    assert len(warm_up_models) == 1
+    lifespan = ApplicationCommunicator(application, {"type": "lifespan", "asgi": {"version": "3.0"}})
+    await lifespan.send_input({"type": "lifespan.startup"})
+    assert await lifespan.receive_output(timeout=10) == {"type": "lifespan.startup.complete"}
+    for _ in range(1000):  # the warm-up is a task of its own: wait until it has made its stream
+        if warm_up_models and warm_up_models[0].requests_by_path["/v1/messages"]:
+            break
+        await asyncio.sleep(0.01)
+    await lifespan.send_input({"type": "lifespan.shutdown"})
+    assert await lifespan.receive_output(timeout=10) == {"type": "lifespan.shutdown.complete"}
+
+    [model] = warm_up_models
+    assert dict(model.requests_by_path) == {"/v1/messages/count_tokens": 1, "/v1/messages": 1}
+    assert generation.draining  # new turns are refused from shutdown on

@@ -1,11 +1,17 @@
 """Settings come from the environment; production refuses unsafe defaults."""
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+from asgiref.testing import ApplicationCommunicator
+
+from chat.db import db_async
+from chat.replies import generation
 from tests.cluster import POSTGRES_URL, postgres_reachable, require
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +86,28 @@ def test_the_pool_has_a_connection_for_each_database_thread_and_four_for_page_lo
     assert database["OPTIONS"]["pool"]["max_size"] == 16
 
 
+async def test_the_server_runs_database_calls_from_async_code_on_asgi_threads_threads(monkeypatch):
+    """The pool above is sized from ASGI_THREADS; the server's lifespan startup gives its loop that many."""
+    from config.asgi import application
+
+    monkeypatch.setenv("ASGI_THREADS", "3")
+    monkeypatch.setattr(generation, "draining", False)  # the lifespan's shutdown sets it for the process
+    lifespan = ApplicationCommunicator(application, {"type": "lifespan"})
+    await lifespan.send_input({"type": "lifespan.startup"})
+    assert await lifespan.receive_output(timeout=10) == {"type": "lifespan.startup.complete"}
+    meeting = threading.Barrier(3, timeout=10)
+
+    def thread_that_ran_it() -> int:
+        meeting.wait()  # three at a time: a fourth call finds every thread busy
+        return threading.get_ident()
+
+    threads = await asyncio.gather(*(db_async(thread_that_ran_it)() for _ in range(6)))
+    await lifespan.send_input({"type": "lifespan.shutdown"})
+    await lifespan.receive_output(timeout=10)
+
+    assert len(set(threads)) == 3
+
+
 def test_a_pool_without_connections_stops_start_up():
     result = manage("check", DATABASE_URL="postgres://u@127.0.0.1/db", DATABASE_POOL_MAX_SIZE="0")
 
@@ -108,7 +136,7 @@ def test_the_channel_layer_and_the_cache_share_one_redis_prefix():
 
 
 def test_the_development_server_serves_static_files_itself():
-    """`make run` runs bare daphne, which serves no static files unless the ASGI app does."""
+    """`make run` runs bare uvicorn, which serves no static files unless the ASGI app does."""
     code = """
 import asyncio
 from asgiref.testing import ApplicationCommunicator

@@ -1,10 +1,10 @@
 """Content blocks for the model, built from the stored files at request time: the database holds references.
 
-A conversation sends its attachments again with every turn, so their base64 text is kept in a per-process LRU
-(`encoded_files`, bounded by ENCODED_CACHE_BYTES) instead of being read from disk and encoded each time. Stored
-files never change under their name (it is the sha256 of the bytes, chat/attachments/storage.py), so an entry
-cannot go stale; it is keyed on the attachment's id and the file's full path, so a different MEDIA_ROOT (each
-test has its own) never reads another's entry.
+A conversation sends its attachments again with every turn, so their base64 text (a text document's text)
+is kept in a per-process LRU (`encoded_files`, bounded by ENCODED_CACHE_BYTES) instead of being read from disk
+and encoded each time. Stored files never change under their name (it is the sha256 of the bytes,
+chat/attachments/storage.py), so an entry cannot go stale; it is keyed on the attachment's id and the file's
+full path, so a different MEDIA_ROOT (each test has its own) never reads another's entry.
 """
 
 import base64
@@ -23,7 +23,7 @@ ENCODED_CACHE_BYTES = 64 * 1024 * 1024
 
 
 class EncodedFiles:
-    """The base64 text of stored files, least recently used dropped first once they pass `max_bytes` in all.
+    """Stored files as the request carries them, least recently used dropped first once they pass `max_bytes`.
 
     Thread-safe: requests are built on the thread pool (chat/db.py), several at a time. A file larger than the
     whole budget is encoded for its request and not kept.
@@ -74,19 +74,22 @@ def reference_block(attachment_id: int) -> dict:
 def content_block(attachment: Attachment) -> dict:
     """The image or document block the API reads. A file gone from disk becomes a note, not a failed reply.
 
-    Each call returns new dicts (the request sets cache breakpoints on its blocks); only the base64 text is
-    shared.
+    A text document is a document block of the text itself, titled with the file's name like a PDF. Each call
+    returns new dicts (the request sets cache breakpoints on its blocks); only the text of the file is shared.
     """
+    is_text = attachment.kind == Attachment.Kind.TEXT
     key = (attachment.pk, str(file_path(attachment.file)))
     data = encoded_files.get(key)
     if data is None:
         try:
-            data = base64.b64encode(file_read(attachment.file)).decode("ascii")
+            stored = file_read(attachment.file)
         except FileNotFoundError:
             log.warning("attachment %s has no file %s", attachment.pk, attachment.file)
             return {"type": "text", "text": f"(The attachment {attachment.name!r} is no longer available.)"}
+        data = stored.decode("utf-8") if is_text else base64.b64encode(stored).decode("ascii")
         encoded_files.put(key, data)
-    source = {"type": "base64", "media_type": attachment.media_type, "data": data}
+    source_type = "text" if is_text else "base64"
+    source = {"type": source_type, "media_type": attachment.media_type, "data": data}
     if attachment.kind == Attachment.Kind.IMAGE:
         return {"type": "image", "source": source}
     return {"type": "document", "source": source, "title": attachment.name}

@@ -1,10 +1,10 @@
 """Untrusted files are parsed in a child process under limits, never in the server's own.
 
-A decoder's worst case (a decompression bomb, a PDF that loops, memory a C library keeps after a big decode) is
-then the child's: it runs under an address-space limit and a CPU-time limit set before it reads a byte, and
-everything it allocated goes back to the system when it exits. The limit is CPU time, not wall-clock time, so a
-file gets the same answer on an idle server and on a loaded one; a generous wall-clock backstop only catches a
-child that stops using the CPU altogether.
+A decoder's worst case (a decompression bomb, a PDF that loops, memory a C library keeps after a big decode)
+is then the child's: it runs under an address-space limit and a CPU-time limit set before it reads a byte, and
+everything it allocated goes back to the system when it exits. The limit is CPU time, not wall-clock time, so
+a file gets the same answer on an idle server and on a loaded one; a generous wall-clock backstop only catches
+a child that stops using the CPU altogether.
 
 At most ATTACHMENT_DECODE_CONCURRENCY children run at once in one server process, so the worst case of a
 process is that many times one child's memory limit, whatever is uploaded at once; an upload that cannot get a
@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 ENTRY = Path(__file__).with_name("workers") / "entry.py"
 BACKSTOP_FACTOR = 10
 
+BUSY = "The server is busy reading other files. Try this one again in a moment."
+CRASHED = "This file could not be read (the reader crashed), so it can't be attached."
+
 _turns: threading.BoundedSemaphore | None = None
 _turns_lock = threading.Lock()
 
@@ -44,14 +47,14 @@ def _decode_turns() -> threading.BoundedSemaphore:
 
 
 def isolated_run(task: str, source: Path, *args: str, output: Path | None = None) -> dict:
-    """Run `task` on the file at `source` in a limited child; its result, or ValidationError saying why not."""
+    """Run `task` on the file at `source` in a limited child: its result, or ValidationError saying why."""
     memory, cpu = settings.ATTACHMENT_DECODE_MEMORY_BYTES, settings.ATTACHMENT_DECODE_CPU_SECONDS
     command = [sys.executable, "-I", str(ENTRY), task, str(memory), str(cpu), *args]
     if output is not None:
         command.append(str(output))
     turns = _decode_turns()
     if not turns.acquire(timeout=settings.ATTACHMENT_DECODE_WAIT):
-        raise ValidationError("The server is busy reading other files. Try this one again in a moment.")
+        raise ValidationError(BUSY)
     try:
         with source.open("rb") as stdin:
             completed = subprocess.run(
@@ -68,11 +71,13 @@ def isolated_run(task: str, source: Path, *args: str, output: Path | None = None
         result = json.loads(completed.stdout)
     except ValueError:
         log.warning("%s worker exited %s: %s", task, completed.returncode, completed.stderr[-2000:])
-        raise ValidationError("This file could not be read (the reader crashed), so it can't be attached.") from None
+        raise ValidationError(CRASHED) from None
     if "error" in result:
         raise ValidationError(result["error"])
     return result
 
 
 def _too_slow(cpu: float) -> str:
-    return f"Reading this file took more than {cpu:g} s of processing, so it was stopped; it can't be attached."
+    return (
+        f"Reading this file took more than {cpu:g} s of processing, so it was stopped; it can't be attached."
+    )

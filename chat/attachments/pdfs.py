@@ -1,53 +1,79 @@
-"""Untrusted PDF bytes to validated per-page text, read in a child process that can be killed."""
+"""Untrusted PDFs to per-page text and the file the model is sent, read in a limited child (workers/pdf_text).
 
-import json
-import logging
-import math
-import subprocess
-import sys
+A PDF of at most API_MAX_PDF_PAGES pages goes to the model as a PDF (the API reads each page as text and as an
+image). A longer one is still accepted: the model gets the text of its pages as a text document instead, as
+many pages as fit (texts.MAX_TEXT_TOKENS), and the attachment's note tells the user so.
+"""
+
+from dataclasses import dataclass
 from pathlib import Path
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 
-log = logging.getLogger(__name__)
+from chat.attachments.formats import PDF_PASSWORD
+from chat.attachments.isolation import isolated_run
+from chat.attachments.limits import API_MAX_PDF_PAGES
+from chat.attachments.texts import MAX_TEXT_CHARACTERS, MAX_TEXT_TOKENS, TOO_LONG, text_tokens
+from chat.llm.tokens import estimate_tokens
 
-WORKER = Path(__file__).with_name("pdf_worker.py")
-MAX_PAGES = 100
 # The API reads each page as text and as an image of the page: about 1,500-3,000 tokens a page.
 PAGE_IMAGE_TOKENS = 1_500
-TEXT_CHARS_PER_TOKEN = 4
+# Text extracted in all, then the remaining pages are left empty: five times what a text document may carry,
+# so that what the worker answers (and this process holds) stays a few megabytes for any PDF.
+MAX_EXTRACTED_CHARACTERS = 5 * MAX_TEXT_CHARACTERS
 
 
-def is_pdf(data: bytes) -> bool:
-    """PDF readers look for the header in the first kilobyte, and so does this."""
-    return b"%PDF-" in data[:1024]
+@dataclass(frozen=True)
+class PdfRead:
+    pages: list[str]
+    file: Path  # what the model reads as a PDF: the upload itself, or its unlocked copy
+
+    @property
+    def as_text(self) -> bool:
+        """Too many pages for the model to read as a PDF: it reads their text."""
+        return len(self.pages) > API_MAX_PDF_PAGES
 
 
-def pdf_read(data: bytes) -> list[str]:
-    """Each page's text, or ValidationError with a sentence the user reads.
-
-    The worker gets ATTACHMENT_PDF_TIMEOUT seconds of wall-clock time; `subprocess.run` kills it after that.
-    """
-    timeout = settings.ATTACHMENT_PDF_TIMEOUT
-    command = [sys.executable, "-I", str(WORKER), str(settings.ATTACHMENT_PDF_MEMORY_BYTES), str(MAX_PAGES)]
-    try:
-        completed = subprocess.run(command, input=data, capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise ValidationError(
-            f"Reading this PDF took longer than {timeout:g} s, so it was stopped; it can't be attached."
-        ) from None
-    try:
-        result = json.loads(completed.stdout)
-    except ValueError:
-        log.warning("pdf worker exited %s: %s", completed.returncode, completed.stderr[-2000:])
-        raise ValidationError(
-            "This PDF could not be read (the reader crashed), so it can't be attached."
-        ) from None
-    if "error" in result:
-        raise ValidationError(result["error"])
-    return result["pages"]
+def pdf_read(source: Path, output: Path) -> PdfRead:
+    """The pages of the PDF at `source`, or ValidationError with a sentence the user reads; an unlocked copy
+    of a secured PDF is written into the folder `output`."""
+    unlocked = output / "unlocked.pdf"
+    result = isolated_run(
+        "pdf", source, str(API_MAX_PDF_PAGES), str(MAX_EXTRACTED_CHARACTERS), output=unlocked
+    )
+    if result.get("needs_password"):
+        raise ValidationError(PDF_PASSWORD)
+    return PdfRead(result["pages"], unlocked if result["unlocked"] else source)
 
 
 def pdf_tokens(pages: list[str]) -> int:
-    return sum(math.ceil(len(text) / TEXT_CHARS_PER_TOKEN) + PAGE_IMAGE_TOKENS for text in pages)
+    return sum(estimate_tokens(text) + PAGE_IMAGE_TOKENS for text in pages)
+
+
+def pdf_text(pages: list[str]) -> tuple[str, str]:
+    """A long PDF as the text document the model reads instead, and the note that tells the user so.
+
+    Each page's text under a line naming the page, so the model can say where it read something; pages in
+    order, as many as fit.
+    """
+    if not any(text.strip() for text in pages):
+        raise ValidationError(
+            f"This PDF has {len(pages)} pages, more than the {API_MAX_PDF_PAGES} the model reads as a PDF, "
+            f"and no text to read instead (it may be scanned): attach at most {API_MAX_PDF_PAGES} pages of it "
+            "at a time."
+        )
+    parts, measured = [], 0
+    for number, text in enumerate(pages, 1):
+        part = f"--- Page {number} ---\n{text.strip()}\n\n"
+        measured += text_tokens(part)
+        if measured > MAX_TEXT_TOKENS:
+            break
+        parts.append(part)
+    if not parts:
+        raise ValidationError(TOO_LONG)
+    read = "every page" if len(parts) == len(pages) else f"pages 1 to {len(parts)} (as much as fits)"
+    note = (
+        f"{len(pages)} pages: over the model's {API_MAX_PDF_PAGES}-page limit for PDFs, so it reads the text "
+        f"of {read}, without the page images."
+    )
+    return "".join(parts).rstrip() + "\n", note

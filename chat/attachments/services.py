@@ -1,80 +1,208 @@
 """Writes for attachments: an upload processed and stored, claimed by the message that sends it, removed."""
 
 import hashlib
+import tempfile
+from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from chat.attachments import storage
-from chat.attachments.images import image_process
+from chat.attachments import images, storage
+from chat.attachments.formats import PACKAGE_REFUSALS, SUFFIXES, Format, file_format
+from chat.attachments.isolation import isolated_run
 from chat.attachments.limits import (
-    API_MAX_REQUEST_BYTES, REQUEST_TEXT_ALLOWANCE, AttachmentRefused, encoded_size, request_limits_check,
+    API_MAX_REQUEST_BYTES,
+    REQUEST_TEXT_ALLOWANCE,
+    AttachmentRefused,
+    encoded_size,
+    megabytes,
+    request_limits_check,
 )
 from chat.attachments.names import display_name
-from chat.attachments.pdfs import is_pdf, pdf_read, pdf_tokens
+from chat.attachments.pdfs import pdf_read, pdf_text, pdf_tokens
+from chat.attachments.texts import MAX_TEXT_CHARACTERS, TOO_LONG, text_read, text_tokens
 from chat.models import Attachment, Conversation, Message
 
 # What an upload of bytes the owner sent before copies from the earlier row instead of processing them again.
 PROCESSED_FIELDS = (
     "kind", "sha256", "media_type", "file", "thumbnail", "size", "width", "height", "page_count", "pages",
-    "tokens",
+    "tokens", "note",
 )
-MEGABYTE = 1024 * 1024
 
 
-def attachment_upload(*, owner, name: str, data: bytes) -> Attachment:
+@dataclass
+class Processed:
+    """One attachment-to-be: its fields, and the files in the scratch folder to store as its file and
+    thumbnail."""
+
+    fields: dict
+    file: Path
+    thumbnail: Path | None = None
+    page: int | None = None  # of a multi-page TIFF: in the attachment's name and its stored files' names
+    thumbnail_media_type: str = ""
+
+
+def attachments_upload(*, owner, name: str, path: Path) -> list[Attachment]:
     """Process and store one uploaded file, or raise ValidationError saying why (then nothing is stored).
 
-    The content decides what a file is: a PDF by its header, else an image by Pillow's allow-listed parsers.
+    The file at `path` is the caller's: read, never moved or deleted. Its content decides what it is
+    (formats.py). One attachment, or one per page of a multi-page TIFF. Whatever fails after a file was stored
+    (a full disk while storing a thumbnail) deletes what this upload stored.
     """
-    if not data:
+    size = path.stat().st_size
+    if not size:
         raise ValidationError("This file is empty.")
     limit = settings.ATTACHMENT_MAX_FILE_BYTES
-    if len(data) > limit:
-        raise ValidationError(
-            f"This file is {len(data) / MEGABYTE:.1f} MB; files can be at most {limit / MEGABYTE:g} MB."
-        )
-    sha256 = hashlib.sha256(data).hexdigest()
+    if size > limit:
+        raise ValidationError(f"This file is {megabytes(size)}; files can be at most {megabytes(limit)}.")
+    with path.open("rb") as handle:
+        sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
     name = display_name(name)
-    earlier = Attachment.objects.filter(owner=owner, sha256=sha256).first()
-    if earlier is not None and storage.file_path(earlier.file).exists():
-        processed = {field: getattr(earlier, field) for field in PROCESSED_FIELDS}
-        return Attachment.objects.create(owner=owner, name=name, **processed)
-    fields = _stored_pdf(owner, sha256, data) if is_pdf(data) else _stored_image(owner, sha256, data)
-    return Attachment.objects.create(owner=owner, name=name, sha256=sha256, **fields)
+    earlier = _earlier_upload(owner, sha256)
+    if earlier:
+        return _copied(owner, name, earlier)
+    kind = file_format(path)
+    try:
+        with tempfile.TemporaryDirectory(prefix="attachment-") as scratch:
+            processed = READERS[kind](path, Path(scratch))
+            return _stored(owner, name, sha256, processed)
+    except OSError as error:  # the scratch folder is on a full disk
+        if storage.is_disk_full(error):
+            raise ValidationError(storage.DISK_FULL) from error
+        raise
 
 
-def _stored_image(owner, sha256: str, data: bytes) -> dict:
-    image = image_process(data)
-    file = storage.file_name(owner.pk, sha256, ".png" if image.media_type == "image/png" else ".jpg")
-    thumbnail = storage.file_name(
-        owner.pk, sha256, ".thumb.png" if image.thumbnail_media_type == "image/png" else ".thumb.jpg"
-    )
-    storage.file_write(file, image.data)
-    storage.file_write(thumbnail, image.thumbnail)
-    return {
-        "kind": Attachment.Kind.IMAGE, "media_type": image.media_type, "file": file, "thumbnail": thumbnail,
-        "size": len(image.data), "width": image.width, "height": image.height, "tokens": image.tokens,
-    }
+def _earlier_upload(owner, sha256: str) -> list[Attachment]:
+    """The rows of the owner's first upload of these bytes (one per stored file), while all its files are
+    still there."""
+    rows: dict[str, Attachment] = {}
+    for row in Attachment.objects.filter(owner=owner, sha256=sha256).order_by("id"):
+        rows.setdefault(row.file, row)
+    names = [name for row in rows.values() for name in (row.file, row.thumbnail) if name]
+    stored = all(storage.file_path(name).exists() for name in names)
+    return list(rows.values()) if stored else []
 
 
-def _stored_pdf(owner, sha256: str, data: bytes) -> dict:
-    """The PDF goes to the model as it is, base64-encoded: it must fit in one request once encoded."""
-    room = API_MAX_REQUEST_BYTES - REQUEST_TEXT_ALLOWANCE
-    if encoded_size(len(data)) > room:
-        raise ValidationError(
-            f"This PDF is {len(data) / MEGABYTE:.1f} MB; a PDF can be at most {room * 3 / 4 / MEGABYTE:.0f} "
-            f"MB to fit in a request to the model ({API_MAX_REQUEST_BYTES // MEGABYTE} MB once encoded)."
+def _copied(owner, name: str, earlier: list[Attachment]) -> list[Attachment]:
+    with transaction.atomic():
+        return [
+            Attachment.objects.create(
+                owner=owner, name=f"{name} (page {number})" if len(earlier) > 1 else name,
+                **{field: getattr(row, field) for field in PROCESSED_FIELDS},
+            )
+            for number, row in enumerate(earlier, 1)
+        ]
+
+
+def _stored(owner, name: str, sha256: str, processed: list[Processed]) -> list[Attachment]:
+    stored: list[str] = []
+    try:
+        rows = []
+        for item in processed:
+            page = f".p{item.page}" if item.page is not None else ""
+            file = storage.file_name(owner.pk, sha256, page + SUFFIXES[item.fields["media_type"]])
+            storage.file_store(file, item.file)
+            stored.append(file)
+            thumbnail = ""
+            if item.thumbnail is not None:
+                suffix = f"{page}.thumb{SUFFIXES[item.thumbnail_media_type]}"
+                thumbnail = storage.file_name(owner.pk, sha256, suffix)
+                storage.file_store(thumbnail, item.thumbnail)
+                stored.append(thumbnail)
+            shown = f"{name} (page {item.page})" if item.page is not None else name
+            rows.append(Attachment(
+                owner=owner, name=shown, sha256=sha256, file=file, thumbnail=thumbnail, **item.fields
+            ))
+        with transaction.atomic():
+            for row in rows:
+                row.save()
+        return rows
+    except BaseException:
+        _unreferenced_deleted(stored)
+        raise
+
+
+def _unreferenced_deleted(names: list[str]) -> None:
+    """Delete files this upload stored, but not one that another row names: the same bytes uploaded at the
+    same time by the same owner land on the same names, and that upload may have finished first."""
+    if not names:
+        return
+    named = Attachment.objects.filter(Q(file__in=names) | Q(thumbnail__in=names))
+    referenced = {name for pair in named.values_list("file", "thumbnail") for name in pair}
+    for name in names:
+        if name not in referenced:
+            storage.file_delete(name)
+
+
+def _images(path: Path, scratch: Path) -> list[Processed]:
+    read = images.image_read(path, scratch)
+    return [
+        Processed(
+            {
+                "kind": Attachment.Kind.IMAGE, "media_type": image.media_type, "width": image.width,
+                "height": image.height, "size": image.path.stat().st_size, "tokens": image.tokens,
+                "note": (read.note or "") if number == 0 else "",
+            },
+            image.path, image.thumbnail_path, image.page, image.thumbnail_media_type,
         )
-    pages = pdf_read(data)
-    file = storage.file_name(owner.pk, sha256, ".pdf")
-    storage.file_write(file, data)
-    return {
-        "kind": Attachment.Kind.PDF, "media_type": "application/pdf", "file": file, "size": len(data),
-        "page_count": len(pages), "pages": pages, "tokens": pdf_tokens(pages),
-    }
+        for number, image in enumerate(read.images)
+    ]
+
+
+def _pdf(path: Path, scratch: Path) -> list[Processed]:
+    """A PDF goes to the model as it is (or unlocked), base64-encoded, so it must fit in one request once
+    encoded; one with more pages than the model reads as a PDF goes as its text."""
+    read = pdf_read(path, scratch)
+    counted = {"page_count": len(read.pages), "pages": read.pages}
+    if read.as_text:
+        text, note = pdf_text(read.pages)
+        return [_text_document(text, scratch, note=note, **counted)]
+    size = read.file.stat().st_size
+    room = API_MAX_REQUEST_BYTES - REQUEST_TEXT_ALLOWANCE
+    if encoded_size(size) > room:
+        raise ValidationError(
+            f"This PDF is {megabytes(size)}; a PDF can be at most {megabytes(room * 3 // 4)} to fit in a "
+            f"request to the model ({megabytes(API_MAX_REQUEST_BYTES)} once encoded)."
+        )
+    fields = {"kind": Attachment.Kind.PDF, "media_type": "application/pdf", "size": size}
+    return [Processed({**fields, **counted, "tokens": pdf_tokens(read.pages)}, read.file)]
+
+
+def _zip(path: Path, scratch: Path) -> list[Processed]:
+    """A Word document's text; the child says which other package a ZIP file is, and it is refused."""
+    output = scratch / "document.txt"
+    result = isolated_run("docx", path, str(MAX_TEXT_CHARACTERS), output=output)
+    if "package" in result:
+        raise ValidationError(PACKAGE_REFUSALS[result["package"]])
+    if result.get("too_long"):
+        raise ValidationError(TOO_LONG)
+    empty = "This Word document has no text (pictures in it are not read): save it as PDF and attach that."
+    return [_text_document(text_read(output, empty=empty), scratch)]
+
+
+def _text(path: Path, scratch: Path) -> list[Processed]:
+    return [_text_document(text_read(path, empty="This file has no text in it."), scratch)]
+
+
+def _text_document(text: str, scratch: Path, **fields) -> Processed:
+    """Text the model reads as a text document, stored as UTF-8 whatever it was read from."""
+    file = scratch / "text.txt"
+    file.write_bytes(text.encode("utf-8"))
+    return Processed(
+        {
+            "kind": Attachment.Kind.TEXT, "media_type": "text/plain", "size": file.stat().st_size,
+            "tokens": text_tokens(text), **fields,
+        },
+        file,
+    )
+
+
+READERS = {Format.IMAGE: _images, Format.PDF: _pdf, Format.ZIP: _zip, Format.TEXT: _text}
 
 
 def attachments_for_turn(*, conversation: Conversation, attachment_ids: list[int]) -> list[Attachment]:

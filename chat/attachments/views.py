@@ -1,6 +1,6 @@
 """Upload, and the owner-checked views that serve stored files. MEDIA_ROOT itself is never served."""
 
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -11,29 +11,45 @@ from django.views.decorators.http import require_GET, require_POST
 
 from chat import frames, selectors
 from chat.attachments import services, storage
+from chat.attachments.formats import SUFFIXES
 from chat.attachments.names import display_name
+from chat.db import db_async
 
-MEGABYTE = 1024 * 1024
-EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "application/pdf": ".pdf"}
+# A PDF may carry JavaScript, which a browser's PDF viewer runs: it is only ever downloaded, never opened here.
+DOWNLOADED = {"application/pdf"}
+# Whatever a stored file turns out to be, the browser runs nothing from it in this origin: sandboxed (no
+# script, plugin or form, and not this origin's cookies or storage), loading nothing but images from here (the
+# file itself, in the browser's image viewer) and inline styles (which its image and text viewers use).
+SERVED_POLICY = "sandbox; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'"
 
 
-@csrf_exempt  # checked in _upload, after the size: the middleware would read the whole body first
+@csrf_exempt  # checked in _upload: the middleware would parse the whole body on the thread for sync views
 @login_required
 @require_POST
-def attachment_upload_view(request):
+async def attachment_upload_view(request):
     """Multipart `file` fields, one result each, in order: {"files": [{name, attachment} or {name, error}]}.
 
-    A refused file does not affect the others. The request as a whole is refused, with nothing stored, only
-    when it is too big (checked before its body is read) or has too many files.
+    A refused file does not affect the others; a file that became several attachments (a multi-page TIFF) has
+    an entry for each. The request as a whole is refused, with nothing stored, only when it has too many files
+    or the disk fills while its files are received. Async, with the parsing and the processing on the thread
+    pool (each thread its own connection), so a slow upload holds none of the threads that serve pages.
     """
-    if int(request.META.get("CONTENT_LENGTH") or 0) > settings.ATTACHMENT_MAX_UPLOAD_BYTES:
-        limit = settings.ATTACHMENT_MAX_UPLOAD_BYTES / MEGABYTE
-        message = f"An upload can be at most {limit:g} MB. Send fewer or smaller files."
-        return JsonResponse({"error": message}, status=413)
+    return await db_async(_upload_answered)(request)
+
+
+def _upload_answered(request):
     try:
         return _upload(request)
     except TooManyFilesSent:  # Django stops parsing at DATA_UPLOAD_MAX_NUMBER_FILES
         return _too_many_files()
+    except OSError as error:
+        if not storage.is_disk_full(error):
+            raise
+        # The file being received when the disk filled is still open in its handler: Django only closes the
+        # ones it finished.
+        for handler in request.upload_handlers:
+            handler.upload_interrupted()
+        return JsonResponse({"error": storage.DISK_FULL}, status=507)
 
 
 @csrf_protect
@@ -47,11 +63,18 @@ def _upload(request):
     for upload in uploads:
         name = upload.name or ""
         try:
-            attachment = services.attachment_upload(owner=request.user, name=name, data=upload.read())
+            attachments = services.attachments_upload(
+                owner=request.user, name=name, path=Path(upload.temporary_file_path())
+            )
         except ValidationError as error:
             results.append({"name": display_name(name), "error": error.messages[0]})
         else:
-            results.append({"name": attachment.name, "attachment": frames.attachment_payload(attachment)})
+            results.extend(
+                {"name": attachment.name, "attachment": frames.attachment_payload(attachment)}
+                for attachment in attachments
+            )
+        finally:
+            upload.close()  # deletes the received file now, not at the end of the request
     return JsonResponse({"files": results})
 
 
@@ -63,7 +86,7 @@ def _too_many_files():
 @login_required
 @require_GET
 def attachment_file(request, attachment_id):
-    """The stored file, inline (images open, PDFs open in the browser's viewer), under the name shown."""
+    """The stored file under the name shown: images and text open in the browser, PDFs download."""
     attachment = selectors.attachment_for_user(request.user, attachment_id)
     return file_response(attachment.file, attachment.media_type, attachment.name)
 
@@ -75,9 +98,9 @@ def attachment_thumbnail(request, attachment_id):
 
 
 def thumbnail_response(attachment) -> FileResponse:
-    """An image attachment's thumbnail (PDFs have none); the admin serves it to staff with this too."""
+    """An image attachment's thumbnail (PDFs and text have none); the admin serves it to staff with this too."""
     if not attachment.thumbnail:
-        raise Http404("PDFs have no thumbnail.")
+        raise Http404("Only images have a thumbnail.")
     media_type = "image/png" if attachment.thumbnail.endswith(".png") else "image/jpeg"
     return file_response(attachment.thumbnail, media_type, attachment.name)
 
@@ -85,15 +108,21 @@ def thumbnail_response(attachment) -> FileResponse:
 def file_response(name: str, media_type: str, shown_name: str) -> FileResponse:
     """A stored file, for a caller that checked who may see it.
 
-    The declared type, never sniffed; the name shown quoted safely in Content-Disposition (RFC 6266, with
-    `filename*` when it is not ASCII), with the stored file's extension, since an image may be re-encoded.
+    The declared type, never sniffed, under SERVED_POLICY, since an uploaded file is the one thing here that
+    its sender chose; text as UTF-8, as stored. The name shown is quoted safely in Content-Disposition
+    (RFC 6266, with `filename*` when it is not ASCII), with the stored file's extension, since an image may
+    have been re-encoded and a document turned into text.
     """
     try:
         handle = storage.file_path(name).open("rb")
     except FileNotFoundError:
         raise Http404("This file is no longer stored.") from None
-    filename = PurePath(shown_name).stem + EXTENSIONS.get(media_type, "")
-    response = FileResponse(handle, content_type=media_type, filename=filename)
+    filename = PurePath(shown_name).stem + SUFFIXES.get(media_type, "")
+    content_type = f"{media_type}; charset=utf-8" if media_type.startswith("text/") else media_type
+    response = FileResponse(
+        handle, content_type=content_type, filename=filename, as_attachment=media_type in DOWNLOADED
+    )
+    response["Content-Security-Policy"] = SERVED_POLICY
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "private, max-age=3600"
     return response

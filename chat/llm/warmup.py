@@ -3,13 +3,13 @@
 A cold process paid, on its first turn, for everything built on first use: the event loop's SDK client, the
 SDK's first stream and count (the response and event types' validators, the SSE decoder: about 20 ms, ten times
 a warm stream, bench/turn_costs.py), and, with a key, the Models API's list. `process_warm_up` pays for them
-when the server starts instead. The tools' schemas need nothing here: they are built when chat/llm/tools.py is
-imported, which asgi.py does.
+when the server starts instead: config/asgi.py's lifespan startup runs it as a task on the server's loop (the
+loop the turns run on). Elsewhere (tests, `manage.py` commands) nothing runs it, and the first turn warms the
+process. The tools' schemas need nothing here: they are built when chat/llm/tools.py is imported, which asgi.py
+does.
 """
 
-import asyncio
 import logging
-import sys
 
 import httpx2
 from anthropic import AsyncAnthropic
@@ -21,9 +21,6 @@ from chat.llm.offline import OfflineModel
 log = logging.getLogger(__name__)
 
 WARM_UP_REQUEST = {"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "Hello"}]}
-
-# The warm-up task, kept so it is not collected before it ends (the loop holds tasks only weakly).
-_started: set[asyncio.Task] = set()
 
 
 async def process_warm_up() -> None:
@@ -54,19 +51,3 @@ async def _sdk_exercise() -> None:
     finally:
         await client.close()
 
-
-def process_warm_up_when_serving() -> None:
-    """Under daphne, asgi.py runs before the Twisted reactor's asyncio loop does: the warm-up starts once it runs.
-
-    Elsewhere (tests, `manage.py` commands) nothing is scheduled, and the first turn warms the process.
-    """
-    if "twisted.internet.reactor" not in sys.modules:
-        return
-    from twisted.internet import reactor
-
-    def start() -> None:
-        task = asyncio.ensure_future(process_warm_up())
-        _started.add(task)
-        task.add_done_callback(_started.discard)
-
-    reactor.callWhenRunning(start)

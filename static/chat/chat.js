@@ -861,16 +861,39 @@
   // frame then names the ids the server accepted; a refused file shows the server's reason until removed.
 
   const MAX_ATTACHMENTS = 20; // per message, as the server enforces
+  const MEGABYTE = 1024 * 1024;
+  // What a browser shows in an <img> while the file uploads; the others (HEIC, TIFF) wait for the thumbnail.
+  const PREVIEWABLE = new Set([
+    "image/jpeg", "image/png", "image/gif", "image/webp", "image/avif", "image/bmp",
+  ]);
 
+  // Sizes as the server's refusals write them (chat/attachments/limits.py, `megabytes`): whole megabytes as
+  // such, else rounded up to a tenth, so a file just over a limit never reads as the limit. Exact: dividing
+  // by a power of two loses nothing.
+  function megabytes(size) {
+    if (size % MEGABYTE === 0) return `${size / MEGABYTE} MB`;
+    const tenths = Math.ceil((size * 10) / MEGABYTE);
+    return `${Math.floor(tenths / 10)}.${tenths % 10} MB`;
+  }
+
+  // A file over the server's limit for one file (ATTACHMENT_MAX_FILE_BYTES, from the page) is refused here,
+  // with the server's sentence, before any of it is sent.
   function addFiles(files) {
+    const maxFileBytes = Number(chat.root.dataset.maxFileBytes);
     for (const file of files) {
       if (chat.uploads.length >= MAX_ATTACHMENTS) {
         showNotice(`A message can carry at most ${MAX_ATTACHMENTS} attachments.`);
         break;
       }
       const upload = { file, status: "uploading", progress: 0, attachment: null, error: "", request: null };
-      if (file.type.startsWith("image/")) upload.previewUrl = URL.createObjectURL(file);
       chat.uploads.push(upload);
+      if (file.size > maxFileBytes) {
+        upload.status = "failed";
+        const limit = megabytes(maxFileBytes);
+        upload.error = `This file is ${megabytes(file.size)}; files can be at most ${limit}.`;
+        continue;
+      }
+      if (PREVIEWABLE.has(file.type)) upload.previewUrl = URL.createObjectURL(file);
       startUpload(upload);
     }
     renderUploads();
@@ -897,13 +920,17 @@
     request.send(form);
   }
 
+  // One file may come back as several attachments (each page of a multi-page TIFF): the first is this chip,
+  // the others get chips of their own right after it.
   function finishUpload(upload, request) {
     upload.request = null;
     const body = request.response || {};
-    const result = (body.files || [])[0];
+    const [result, ...more] = body.files || [];
     if (request.status === 200 && result && result.attachment) {
       upload.status = "ready";
       upload.attachment = result.attachment;
+      const pages = more.map((page) => ({ ...upload, previewUrl: null, attachment: page.attachment }));
+      chat.uploads.splice(chat.uploads.indexOf(upload) + 1, 0, ...pages);
     } else {
       upload.status = "failed";
       const fallback = `The upload failed (HTTP ${request.status}). Reload the page and try again.`;
@@ -930,21 +957,25 @@
     updateComposer();
   }
 
-  // A chip per file: a preview (the server's thumbnail once processed) or "PDF", the name, then a progress
-  // bar, what the server made of it (size or pages), or its reason for refusing it; and a remove button.
+  // A chip per file: a preview (the server's thumbnail once processed), else an icon or "PDF", the name, then
+  // a progress bar, what the server made of it (size, pages or tokens, and its note on what the model gets),
+  // or its reason for refusing it; and a remove button.
   function renderUpload(upload) {
     const { attachment, status } = upload;
     const name = attachment ? attachment.name : upload.file.name || "pasted image";
     const item = element("li", `composer-attachment is-${status}`);
     item.dataset.status = status;
+    const kind = attachment ? attachment.kind : null;
     const previewUrl = (attachment && attachment.thumbnail_url) || upload.previewUrl;
-    if (previewUrl && status !== "failed" && !(attachment && attachment.kind === "pdf")) {
+    if (previewUrl && status !== "failed" && (kind === null || kind === "image")) {
       const preview = element("img", "composer-attachment-preview");
       preview.src = previewUrl;
       preview.alt = "";
       item.append(preview);
+    } else if (kind === "text") {
+      item.append(textIcon());
     } else {
-      const isPdf = upload.file.type === "application/pdf" || (attachment && attachment.kind === "pdf");
+      const isPdf = upload.file.type === "application/pdf" || kind === "pdf";
       item.append(element("span", "composer-attachment-kind", isPdf ? "PDF" : "File"));
     }
     const details = element("div", "composer-attachment-details");
@@ -959,6 +990,7 @@
       details.append(element("span", "composer-attachment-error", upload.error));
     } else {
       details.append(element("span", "composer-attachment-meta", describeAttachment(attachment)));
+      if (attachment.note) details.append(element("span", "composer-attachment-note", attachment.note));
     }
     const remove = element("button", "composer-attachment-remove", "×");
     remove.type = "button";
@@ -968,9 +1000,33 @@
     return item;
   }
 
+  // A page with lines of text, for text documents (plain text, Markdown, code, Word), which have no preview.
+  function textIcon() {
+    const icon = element("span", "composer-attachment-kind is-text");
+    icon.setAttribute("role", "img");
+    icon.setAttribute("aria-label", "Text document");
+    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("width", "22");
+    svg.setAttribute("height", "22");
+    svg.setAttribute("aria-hidden", "true");
+    const path = document.createElementNS("http://www.w3.org/2000/svg", "path");
+    path.setAttribute("d", "M6 2.5h8l4.5 4.5v14.5H6zM14 2.5V7h4.5M9 11h6.5M9 14h6.5M9 17h4");
+    path.setAttribute("fill", "none");
+    path.setAttribute("stroke", "currentColor");
+    path.setAttribute("stroke-width", "1.6");
+    path.setAttribute("stroke-linejoin", "round");
+    svg.append(path);
+    icon.append(svg);
+    return icon;
+  }
+
   function describeAttachment(attachment) {
-    if (attachment.kind !== "pdf") return `${attachment.width} × ${attachment.height}`;
-    return `${attachment.page_count} page${attachment.page_count === 1 ? "" : "s"}`;
+    if (attachment.kind === "pdf") {
+      return `${attachment.page_count} page${attachment.page_count === 1 ? "" : "s"}`;
+    }
+    if (attachment.kind === "text") return `${integerFormat.format(attachment.tokens)} tokens`;
+    return `${attachment.width} × ${attachment.height}`;
   }
 
   function hasFiles(event) {

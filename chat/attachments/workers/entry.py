@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 TASKS = {"pdf": "pdf_text", "image": "image_pixels", "docx": "docx_text"}
+OUT_OF_MEMORY = "This file needs more memory to read than the server allows, so it can't be attached."
 
 
 def main() -> None:
@@ -24,7 +25,7 @@ def main() -> None:
     try:
         result = module.run(sys.stdin.buffer, *args)
     except MemoryError:
-        result = {"error": "This file needs more memory to read than the server allows, so it can't be attached."}
+        result = {"error": OUT_OF_MEMORY}
     sys.stdout.write(json.dumps(result))
 
 

@@ -268,6 +268,8 @@ def _inspect_image(block: dict) -> Attachment:
 def _inspect_document(block: dict) -> Attachment:
     source = block.get("source")
     if isinstance(source, dict) and source.get("type") == "text" and isinstance(source.get("data"), str):
+        if source.get("media_type") != "text/plain":
+            raise InvalidRequest("document.source.media_type: Input should be 'text/plain' for a text source")
         text = source["data"]
         return Attachment("document", f"plain text, {_first_line_phrase(text)}", estimate_tokens(text))
     media_type, data = _base64_source(block)

@@ -4,8 +4,7 @@ Point any Anthropic client at it with ANTHROPIC_BASE_URL; the app then takes the
 the emulator over the network. `--port 0` picks a free port; the URL printed is the one actually bound.
 """
 
-from daphne.endpoints import build_endpoint_description_strings
-from daphne.server import Server
+import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
@@ -13,16 +12,31 @@ from chat.llm.offline import offline_asgi_app
 from chat.llm.offline.asgi import ABORT_CONNECTION
 
 
-class OfflineModelServer(Server):
-    """Daphne, taught the one thing ASGI cannot say: drop the connection mid-body (the `disconnect` fault)."""
+async def offline_app_that_can_drop_connections(scope, receive, send) -> None:
+    """The offline model, with the one thing ASGI cannot say (drop the connection mid-body, the `disconnect`
+    fault) said the ASGI way: the app returns without finishing its response, and uvicorn closes the
+    connection after what was already written. The client gets every byte sent before the fault and then a
+    chunked body that never ends: an incomplete read, as from an upstream that crashed. (uvicorn logs it as
+    "ASGI callable returned without completing response".)"""
 
-    async def handle_reply(self, protocol, message):
-        if message["type"] == ABORT_CONNECTION:
-            # Closes after what was already written, so the client gets every byte sent before the fault and
-            # then a chunked body that never ends: an incomplete read, as from an upstream that crashed.
-            protocol.transport.loseConnection()
-            return
-        await super().handle_reply(protocol, message)
+    async def send_unless_abort(message) -> None:
+        if message["type"] != ABORT_CONNECTION:
+            await send(message)
+
+    await offline_asgi_app(scope, receive, send_unless_abort)
+
+
+class AnnouncingServer(uvicorn.Server):
+    """Says where it listens once it does: with `--port 0` only the bound socket knows the port."""
+
+    def __init__(self, config: uvicorn.Config, announce):
+        super().__init__(config)
+        self.announce = announce
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.announce(*self.servers[0].sockets[0].getsockname()[:2])
 
 
 class Command(BaseCommand):
@@ -40,16 +54,22 @@ class Command(BaseCommand):
     def handle(self, *args, host, port, tokens_per_second, verbosity, **options):
         if tokens_per_second is not None:
             settings.OFFLINE_MODEL_TOKENS_PER_SECOND = tokens_per_second
-        server = OfflineModelServer(
-            application=offline_asgi_app,
-            endpoints=build_endpoint_description_strings(host=host, port=port),
-            ready_callable=lambda: self._announce(server),
-            verbosity=verbosity,
+        config = uvicorn.Config(
+            offline_app_that_can_drop_connections,
+            host=host,
+            port=port,
+            lifespan="off",
+            # The banner below is the first line a caller reads; uvicorn's own lines and the access log come
+            # with -v 2.
+            log_level="info" if verbosity >= 2 else "warning",
+            access_log=verbosity >= 2,
         )
-        server.run()
+        try:
+            AnnouncingServer(config, self._announce).run()
+        except KeyboardInterrupt:  # uvicorn shut down gracefully, then re-raised the CONTROL-C
+            pass
 
-    def _announce(self, server: Server) -> None:
-        bound_host, bound_port = server.listening_addresses[0]
+    def _announce(self, bound_host: str, bound_port: int) -> None:
         url = f"http://{bound_host}:{bound_port}"
         rate = settings.OFFLINE_MODEL_TOKENS_PER_SECOND
         self.stdout.write(f"Offline model listening on {url} ({rate:g} tokens/s; 0 = as fast as possible)")
