@@ -37,6 +37,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "accounts",
+    "teams",
+    "audit",
     "chat",
     "billing",
 ]
