@@ -11,10 +11,15 @@ before the work, the process resets its own peak (`echo 5 > /proc/self/clear_ref
 VmRSS; after it, "server peak" is VmHWM minus that VmRSS: what the web process itself needed on top of what it
 held. The earlier table took `ru_maxrss` above a baseline read after imports and reading the input; `ru_maxrss`
 is a lifetime peak that the imports and the read had already pushed up by a varying amount, so it hid most of the
-work's own peak ("+6 MB" that three fresh runs read as +35 to +40 MB). "child peak" is the decode child's own
-`ru_maxrss` (RUSAGE_CHILDREN: the largest child; Python and the decoders included, about 25 MB of it for an empty
-decode, the `idle` row), and "CPU" is the child's user + system time, the budget ATTACHMENT_DECODE_CPU_SECONDS
-limits.
+work's own peak ("+6 MB" that three fresh runs read as +35 to +40 MB).
+
+"child peak" is the decode child's own peak RSS. Not `RUSAGE_CHILDREN` of this process: a child's
+`ru_maxrss` includes the memory it shared with its parent between fork and exec (the kernel folds the old
+address space's high-water mark in at exec), so from a Django process every child read ~112 MB, even one that
+decoded a 1 x 1 PNG. Each decode command is therefore started through a bare launcher (`python -I -c`, ~9 MB)
+that waits for it and records its `RUSAGE_CHILDREN` peak; the `idle` row (a 1 x 1 PNG) is the floor: Python,
+Pillow and pillow-heif loaded. "CPU" is the child's user + system time (launcher included, ~0.02 s), the budget
+ATTACHMENT_DECODE_CPU_SECONDS limits.
 """
 
 import argparse
@@ -73,8 +78,29 @@ def inputs(directory: Path) -> dict[str, Path]:
     return files
 
 
+# Runs the decode command given after the peaks file, records its peak RSS there, and exits as it did.
+LAUNCHER = """
+import os, resource, subprocess, sys
+code = subprocess.run(sys.argv[2:]).returncode
+with open(sys.argv[1], "a") as peaks:
+    peaks.write(f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}\\n")
+if code < 0:
+    os.kill(os.getpid(), -code)
+sys.exit(code)
+"""
+
+
+def launched(run, peaks: Path):
+    """subprocess.run for chat/attachments/isolation.py, with each command started through LAUNCHER."""
+
+    def run_through_launcher(command, **options):
+        return run([sys.executable, "-I", "-c", LAUNCHER, str(peaks), *command], **options)
+
+    return run_through_launcher
+
+
 def status(key: str) -> float:
-    for line in open("/proc/self/status"):
+    for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(key):
             return int(line.split()[1]) / 1024
     raise KeyError(key)
@@ -88,12 +114,15 @@ def run_case(path: str, repeat: int, results) -> None:
     django.setup()
     from django.core.exceptions import ValidationError
 
+    from chat.attachments import isolation
     from chat.attachments.images import image_read
     from chat.attachments.pdfs import pdf_read
 
     source = Path(path)
+    peaks = Path(tempfile.mkdtemp()) / "peaks"
+    isolation.subprocess.run = launched(isolation.subprocess.run, peaks)
     walls, cpus, outcome = [], [], ""
-    open("/proc/self/clear_refs", "w").write("5")
+    Path("/proc/self/clear_refs").write_text("5")
     start_rss = status("VmRSS")
     for _ in range(repeat):
         child_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -114,7 +143,7 @@ def run_case(path: str, repeat: int, results) -> None:
         child = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append(child.ru_utime + child.ru_stime - child_before.ru_utime - child_before.ru_stime)
     server_peak = status("VmHWM") - start_rss
-    child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    child_peak = max(int(line) for line in peaks.read_text().split()) / 1024
     results.put((source.stat().st_size, statistics.median(walls), statistics.median(cpus), server_peak, child_peak,
                  outcome))
 
