@@ -13,6 +13,10 @@ WS_MAX_MESSAGE_BYTES ?= 1048576
 # silently), and at most 10 s of waiting for HTTP requests in flight after SIGTERM before the replies drain.
 SERVER_FLAGS := --ws websockets-sansio --ws-max-size $(WS_MAX_MESSAGE_BYTES) --ws-per-message-deflate false \
 	--lifespan on --timeout-graceful-shutdown 10
+# The client's address and scheme come from X-Forwarded-For and X-Forwarded-Proto only when TRUSTED_PROXY_IPS
+# (comma-separated, read by config/settings.py too) names the proxies that set them. uvicorn's own default
+# trusts them from 127.0.0.1, so anything on this machine could forge its address in the audit log.
+PROXY_FLAGS := $(if $(TRUSTED_PROXY_IPS),--proxy-headers --forwarded-allow-ips $(TRUSTED_PROXY_IPS),--no-proxy-headers)
 
 .PHONY: run test install migrate offline-model clean
 
@@ -31,12 +35,12 @@ run: migrate
 	$(BIN)/python manage.py collectstatic --no-input --verbosity 0
 	@echo ""
 	@echo "  Claude chat is starting on http://$(HOST):$(PORT)/"
-	@echo "  Model: $$( [ -n "$$ANTHROPIC_API_KEY" ] && echo 'Anthropic API' || echo 'offline model (set ANTHROPIC_API_KEY for the real API)')"
+	@echo "  Model: $$( [ -n "$$ANTHROPIC_API_KEY$$ANTHROPIC_API_KEY_FILE" ] && echo 'Anthropic API' || echo 'offline model (set ANTHROPIC_API_KEY for the real API)')"
 	@echo "  Sign up in the browser, or create an admin with: $(BIN)/python manage.py createsuperuser"
 	@echo "  Admin: http://$(HOST):$(PORT)/admin/"
 	@echo ""
 	OFFLINE_MODEL_TOKENS_PER_SECOND=$${OFFLINE_MODEL_TOKENS_PER_SECOND:-60} $(BIN)/uvicorn --host $(HOST) \
-		--port $(PORT) $(SERVER_FLAGS) config.asgi:application
+		--port $(PORT) $(SERVER_FLAGS) $(PROXY_FLAGS) config.asgi:application
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -2,16 +2,37 @@ import zoneinfo
 
 from django import forms
 from django.conf import settings
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.validators import UnicodeUsernameValidator
 
 from accounts.models import User
+from accounts.registration import registration_policy, sign_up_allowed
 from chat.llm.registry import AUTO, model_for, models_offered
 
 
-class SignUpForm(UserCreationForm):
-    class Meta(UserCreationForm.Meta):
-        model = User
-        fields = ("username",)
+class SignUpForm(forms.Form):
+    """The first step: a username and an address. The password is chosen on the page the emailed link opens,
+    so no password waits anywhere for an address to be confirmed."""
+
+    username = forms.CharField(
+        max_length=150, validators=[UnicodeUsernameValidator()],
+        help_text="Letters, digits and @/./+/-/_ only, up to 150 characters.",
+    )
+    email = forms.EmailField(label="Email address", help_text="We send a link to it to finish signing up.")
+
+    def __init__(self, *args, invite=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.invite = invite
+        if invite is not None and invite.email:
+            self.fields["email"].initial = invite.email
+
+    def clean_email(self):
+        email = self.cleaned_data["email"].strip()
+        if not sign_up_allowed(email=email, invite=self.invite):
+            if self.invite is not None:
+                raise forms.ValidationError("This invite is for another email address.")
+            domains = ", ".join(registration_policy().domain_list) or "no domain yet"
+            raise forms.ValidationError(f"Sign-up here is open to email addresses at {domains} only.")
+        return email
 
 
 class UserSettingsForm(forms.ModelForm):
@@ -23,10 +44,15 @@ class UserSettingsForm(forms.ModelForm):
         help_text="New conversations start with it; each conversation can change its own from the chat header.",
     )
     time_zone = forms.ChoiceField(help_text="Where you are: the current_time tool answers in this time zone.")
+    monthly_cap = forms.DecimalField(
+        label="Your own monthly cap ($)", required=False, min_value=0, max_digits=10, decimal_places=2,
+        help_text="It can only lower your budget, never raise it: you can spend up to whichever is lower. "
+        "Empty: no cap of your own. 0: nothing may be spent.",
+    )
 
     class Meta:
         model = User
-        fields = ("default_model", "system_prompt", "time_zone")
+        fields = ("default_model", "system_prompt", "time_zone", "monthly_cap")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -1,23 +1,103 @@
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import SetPasswordForm
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from accounts import services
 from accounts.forms import SignUpForm, UserSettingsForm
+from accounts.models import Invite, RegistrationPolicy, User
+from accounts.registration import registration_policy
+from audit.services import audit_record
+
+# What the sign-up page says when its form is not offered: these modes take no sign-ups without an invite.
+SIGN_UP_CLOSED = {
+    RegistrationPolicy.Mode.CLOSED: "Sign-up is closed on this site. Ask an admin for an invite.",
+    RegistrationPolicy.Mode.INVITE: "Sign-up here is by invitation: open the invite link you were sent, or ask an "
+    "admin or your group's manager for one.",
+}
 
 
 @require_http_methods(["GET", "POST"])
 def sign_up(request):
     if request.user.is_authenticated:
         return redirect("home")
-    form = SignUpForm(request.POST or None)
+    policy = registration_policy()
+    if policy.mode in SIGN_UP_CLOSED:
+        status = 403 if request.method == "POST" else 200
+        return render(request, "accounts/sign_up.html", {"closed": SIGN_UP_CLOSED[policy.mode]}, status=status)
+    domains = policy.domain_list if policy.mode == RegistrationPolicy.Mode.DOMAINS else None
+    return sign_up_form(request, invite=None, domains=domains)
+
+
+@require_http_methods(["GET", "POST"])
+def sign_up_invite(request, token):
+    """An invite link works in every mode, until it is used, expires or is revoked."""
+    if request.user.is_authenticated:
+        return redirect("home")
+    invite = Invite.objects.select_related("team").filter(token=token).first()
+    if invite is None or not invite.is_usable:
+        return render(request, "accounts/sign_up.html", {"closed": services.INVITE_UNUSABLE}, status=404)
+    return sign_up_form(request, invite=invite, domains=None)
+
+
+def sign_up_form(request, *, invite, domains):
+    form = SignUpForm(request.POST or None, invite=invite)
     if request.method == "POST" and form.is_valid():
-        user = form.save()
+        services.sign_up_request(**form.cleaned_data, invite=invite, request=request)
+        return render(request, "accounts/sign_up_sent.html", {"email": form.cleaned_data["email"]})
+    return render(request, "accounts/sign_up.html", {"form": form, "invite": invite, "domains": domains})
+
+
+@require_http_methods(["GET", "POST"])
+def sign_up_confirm(request, token):
+    """The emailed link: the address is proven; the visitor chooses a password and the account is created."""
+    if request.user.is_authenticated:
+        return redirect("home")
+    try:
+        pending = services.sign_up_pending(token)
+    except services.SignUpRefused as refusal:
+        return render(request, "accounts/sign_up_confirm.html", {"refused": str(refusal)}, status=400)
+    form = SetPasswordForm(User(username=pending["username"], email=pending["email"]), request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.sign_up_complete(
+                pending=pending, password=form.cleaned_data["new_password1"], request=request,
+            )
+        except services.SignUpRefused as refusal:
+            return render(request, "accounts/sign_up_confirm.html", {"refused": str(refusal)}, status=400)
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("home")
-    return render(request, "accounts/sign_up.html", {"form": form})
+    return render(request, "accounts/sign_up_confirm.html", {"form": form, "username": pending["username"]})
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's: the next page says the same whether or not an account has the address."""
+
+    def form_valid(self, form):
+        email = form.cleaned_data["email"]
+        accounts = sum(1 for _ in form.get_users(email))
+        audit_record(
+            actor=None, action="password_reset.requested", subject=email, detail={"accounts": accounts},
+            request=self.request,
+        )
+        return super().form_valid(form)
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        audit_record(actor=form.user, action="password_reset.done", subject=form.user.username, request=self.request)
+        return response
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        audit_record(actor=form.user, action="password.changed", subject=form.user.username, request=self.request)
+        return response
 
 
 @login_required

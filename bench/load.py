@@ -47,7 +47,6 @@ from anthropic import AsyncAnthropic
 from bench.floor import SDK_WARMUP_STREAMS
 from chat.llm.tokens import TOKEN_CHARS
 from tests.cluster import (
-    ORIGIN,
     REDIS_URL,
     AppServer,
     ReplyFollower,
@@ -221,7 +220,7 @@ async def follow_reply(
 ) -> None:
     try:
         connection = await websockets.connect(
-            url, origin=ORIGIN, additional_headers={"Cookie": f"sessionid={session}"}, max_size=None,
+            url, origin=url.replace("ws://", "http://").split("/ws/")[0], additional_headers={"Cookie": f"sessionid={session}"}, max_size=None,
             open_timeout=120,
             # Client and servers share the CPUs here: at N=500 the client's own keepalive pings starve and drop
             # connections. Keepalive is not what this measures.

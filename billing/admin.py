@@ -18,7 +18,7 @@ class PriceAdmin(admin.ModelAdmin):
 class BudgetAlertAdmin(SystemRecordAdmin):
     """The alerts emailed to the admins: a record, written by the system."""
 
-    list_display = ("created_at", "user", "month", "threshold", "spent", "budget")
+    list_display = ("created_at", "user", "team", "month", "threshold", "spent", "budget")
     list_filter = ("threshold", "month")
-    search_fields = ("user__username",)
-    list_select_related = ("user",)
+    search_fields = ("user__username", "team__name")
+    list_select_related = ("user", "team")

@@ -53,28 +53,46 @@ class Price(models.Model):
 
 
 class BudgetAlert(models.Model):
-    """An email to the admins that a user crossed a share of their monthly budget; one per user, month and
-    threshold, which the unique constraint guarantees even when several processes settle calls at once."""
+    """An email that a user, or a group, crossed a share of a monthly budget: a user's alert goes to the
+    admins, a group's to its managers. One per user (or group), month and threshold, which the unique
+    constraints guarantee even when several processes settle calls at once."""
 
     class Threshold(models.IntegerChoices):
         WARNING = 80, "80%"
         EXCEEDED = 100, "100%"
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="budget_alerts")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+        related_name="budget_alerts",
+    )
+    team = models.ForeignKey(
+        "teams.Team", null=True, blank=True, on_delete=models.CASCADE, related_name="budget_alerts",
+        verbose_name="group",
+    )
     month = models.DateField(help_text="First day of the month (UTC).")
     threshold = models.PositiveSmallIntegerField(choices=Threshold.choices)
     spent = models.DecimalField(max_digits=12, decimal_places=6)
-    budget = models.DecimalField(max_digits=10, decimal_places=2)
+    budget = models.DecimalField(max_digits=12, decimal_places=2)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
+            # A group's alert has no user, a user's no group: NULLs are distinct, so each constraint only
+            # ever compares alerts of its own kind.
             models.UniqueConstraint(fields=["user", "month", "threshold"], name="budgetalert_once_per_month"),
+            models.UniqueConstraint(
+                fields=["team", "month", "threshold"], name="budgetalert_team_once_per_month",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=False, team__isnull=True)
+                | models.Q(user__isnull=True, team__isnull=False),
+                name="budgetalert_user_or_team",
+            ),
         ]
 
     def __str__(self):
-        return f"{self.user} crossed {self.threshold}% in {self.month:%B %Y}"
+        return f"{self.user or self.team} crossed {self.threshold}% in {self.month:%B %Y}"
 
 
 class Reservation(models.Model):

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
+from typing import Literal
 
 from django.conf import settings
 from django.db.models import Count, Q, QuerySet, Sum
@@ -16,9 +17,11 @@ from django.utils import timezone as django_timezone
 
 from billing.models import Price, Reservation
 from chat.llm.catalog import model_spec
-from chat.llm.tokens import estimate_tokens
 from chat.llm.pricing import COST_QUANTUM, MILLION, TokenUsage, usage_cost
+from chat.llm.tokens import estimate_tokens
 from chat.models import ApiCall, Attachment, Conversation
+from teams import selectors as team_selectors
+from teams.models import Team
 
 ZERO = Decimal("0")
 WARNING_PERCENT = 80
@@ -91,6 +94,73 @@ def budget_status(user) -> BudgetStatus:
     budget = user_budget(user)
     reserved = user_reserved(user) if budget is not None else ZERO
     return BudgetStatus(budget=budget, spent=user_spend(user, since=month_start()), reserved=reserved)
+
+
+@dataclass(frozen=True)
+class BudgetLimit:
+    """One budget a send must fit in: the user's own (`user`), the lower cap they set themselves (`cap`), or
+    that of a group they are in or one above it (`group`, with its `team`)."""
+
+    kind: Literal["user", "cap", "group"]
+    status: BudgetStatus
+    team: Team | None = None
+
+
+def budget_limits(user, *, teams: list[Team], tree: team_selectors.Tree) -> list[BudgetLimit]:
+    """Every budget that a send by `user` must fit: theirs, their cap, and those of `teams` (the budgeted
+    groups above them; admission passes them locked). The user's spend is read once for budget and cap."""
+    limits = []
+    budget, cap = user_budget(user), user.monthly_cap
+    if budget is not None or cap is not None:
+        spent, reserved = user_spend(user, since=month_start()), user_reserved(user)
+        limits += [BudgetLimit(kind, BudgetStatus(amount, spent, reserved))
+                   for kind, amount in (("user", budget), ("cap", cap)) if amount is not None]
+    statuses = team_budget_statuses(teams, tree)
+    return limits + [BudgetLimit("group", statuses[team.pk], team) for team in teams]
+
+
+def team_budget_statuses(teams, tree: team_selectors.Tree) -> dict[int, BudgetStatus]:
+    """Each group's budget, with this month's settled spend and the open reservations of everyone who counts
+    for it (teams.selectors.member_ids): two queries for any number of groups."""
+    members = {team.pk: team_selectors.member_ids(team.pk, tree) for team in teams}
+    if not members:
+        return {}
+    spent = _sums_by_team(ApiCall.objects.filter(created_at__gte=month_start()), "cost", members)
+    reserved = _sums_by_team(Reservation.objects.all(), "amount", members)
+    return {
+        team.pk: BudgetStatus(budget=team.monthly_budget, spent=spent[team.pk], reserved=reserved[team.pk])
+        for team in teams
+    }
+
+
+def spend_by_team(*, since: datetime) -> list[dict]:
+    """Every group's spend since `since` (its subgroups' members included, so a department's row is the sum of
+    its own people and its teams'), costliest first: the admins' dashboard and its CSV. Three queries."""
+    tree = team_selectors.team_tree()
+    teams = list(Team.objects.select_related("parent"))
+    if not teams:
+        return []
+    members = {team.pk: team_selectors.member_ids(team.pk, tree) for team in teams}
+    spent = _sums_by_team(ApiCall.objects.filter(created_at__gte=since), "cost", members)
+    rows = [{"team": team, "cost": spent[team.pk]} for team in teams]
+    return sorted(rows, key=lambda row: (-row["cost"], row["team"].name))
+
+
+def _sums_by_team(rows: QuerySet, field: str, members: dict[int, QuerySet]) -> dict[int, Decimal]:
+    """Sum `field` over `rows` (ledger rows or reservations) for each group's members, in one query. The
+    rows are narrowed to all those members first, so the per-user indexes serve, not a scan of everyone's."""
+    everyone = Q()
+    for ids in members.values():
+        everyone |= Q(user_id__in=ids)
+    sums = rows.filter(everyone).order_by().aggregate(**{
+        f"team_{pk}": Sum(field, filter=Q(user_id__in=ids)) for pk, ids in members.items()
+    })
+    return {pk: sums[f"team_{pk}"] or ZERO for pk in members}
+
+
+def calls_for_team(team: Team, tree: team_selectors.Tree, *, since: datetime) -> QuerySet[ApiCall]:
+    """The calls of everyone who counts for the group: what its usage page and CSV summarise."""
+    return ApiCall.objects.filter(user_id__in=team_selectors.member_ids(team.pk, tree), created_at__gte=since)
 
 
 # What one round of our tools may add to the next request's input, beyond the model's own output: the
@@ -197,7 +267,7 @@ def spend_by_model(calls: QuerySet[ApiCall], *, limit: int | None = None) -> lis
     return list(rows[:limit] if limit else rows)
 
 
-def spend_by_user(calls: QuerySet[ApiCall], *, limit: int = TOP) -> list[dict]:
+def spend_by_user(calls: QuerySet[ApiCall], *, limit: int | None = TOP) -> list[dict]:
     rows = (
         calls.order_by()
         .values("user_id", "user__username")
@@ -205,6 +275,22 @@ def spend_by_user(calls: QuerySet[ApiCall], *, limit: int = TOP) -> list[dict]:
         .order_by("-cost", "user__username")
     )
     return list(rows[:limit])
+
+
+def usage_by_day_member_model(calls: QuerySet[ApiCall]) -> QuerySet:
+    """One row per day, user and model, with every kind of token: the group's CSV, for a pivot table."""
+    return (
+        calls.order_by()
+        .annotate(day=TruncDate("created_at"))
+        .values("day", "user__username", "model")
+        .annotate(
+            calls=Count("id"), input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"),
+            cache_read_input_tokens=Sum("cache_read_input_tokens"),
+            cache_creation_5m_input_tokens=Sum("cache_creation_5m_input_tokens"),
+            cache_creation_1h_input_tokens=Sum("cache_creation_1h_input_tokens"), cost=Sum("cost"),
+        )
+        .order_by("day", "user__username", "model")
+    )
 
 
 def spend_by_conversation(calls: QuerySet[ApiCall]) -> list[dict]:

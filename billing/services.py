@@ -13,7 +13,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.core.mail import mail_admins
+from django.core.mail import mail_admins, send_mail
 from django.urls import reverse
 
 from billing import selectors
@@ -22,6 +22,8 @@ from chat.llm.catalog import model_spec
 from chat.llm.pricing import MILLION, TokenUsage
 from chat.models import Conversation
 from chat.refusals import Refusal
+from teams import selectors as team_selectors
+from teams.models import Membership, Team
 
 log = logging.getLogger(__name__)
 
@@ -59,18 +61,38 @@ def request_admit(
     """What to reserve for a reply from `model` of at most `max_tokens` a request, or RequestRefused.
 
     The caller holds the transaction that stores the turn and has locked the user's row (admission in
-    chat/replies/admission.py): the budget read here (settled spend plus open reservations) and the
-    reservation written with the returned Hold are one step, so concurrent sends cannot overspend. The budget
-    is checked before the rate limits count the request, so a request refused for its budget uses no quota.
+    chat/replies/admission.py); the rows of the user's budgeted groups are locked here, in the same
+    transaction. So the budgets read here (settled spend plus open reservations) and the reservation written
+    with the returned Hold are one step, and concurrent sends, by one user or by several members of a group,
+    cannot overspend. The budget is checked before the rate limits count the request, so a request refused for
+    its budget uses no quota.
     """
     prices = selectors.price_for_model(model)
     estimate = selectors.request_estimate(
         conversation=conversation, text=text, model=model, attachment_ids=attachment_ids, max_tokens=max_tokens,
         prices=prices,
     )
-    hold = _hold_within_budget(user, model, prices, estimate)
+    teams, tree = _budget_teams_lock(user)
+    limits = selectors.budget_limits(user, teams=teams, tree=tree)
+    hold = _hold_within_budget(limits, model, prices, estimate)
     _rate_limits_take(user, estimate.input_tokens)
     return hold
+
+
+def _budget_teams_lock(user) -> tuple[list[Team], team_selectors.Tree]:
+    """Lock the budgeted groups that a send by `user` counts against: theirs and every one above them.
+
+    All at once and by id, so two admissions that share groups take their locks in one order and cannot
+    deadlock (every admission has locked its user's row first; users' rows are never locked by another's
+    admission). FOR NO KEY UPDATE, like the user's row: it serialises admissions against each other but does
+    not block the membership inserts that reference the group. The budgets come from the locked rows, so an
+    edit committed a moment ago counts.
+    """
+    team_ids, tree = team_selectors.team_ids_above(user)
+    if not team_ids:
+        return [], tree
+    locked = Team.objects.select_for_update(no_key=True).filter(pk__in=team_ids, monthly_budget__isnull=False)
+    return list(locked.order_by("pk")), tree
 
 
 def reservation_create(*, user, message, hold: Hold) -> Reservation:
@@ -83,9 +105,41 @@ def _dollars(amount: Decimal) -> str:
     return f"${amount:,.2f}"
 
 
-def _hold_within_budget(user, model: str, prices, estimate: selectors.RequestEstimate) -> Hold:
-    """The whole reply's worst case when the budget has room for it; else a reply cut to what is left (one
-    request, fewer output tokens), said in its notice; else a refusal."""
+def _budget_words(limit: selectors.BudgetLimit) -> tuple[str, str]:
+    """Whose budget it is and its name, for notices and refusals: ("your group Marketing's", "budget")."""
+    if limit.kind == "cap":
+        return "your own", "cap"
+    if limit.kind == "group":
+        return f"your group {limit.team.name}'s", "budget"
+    return "your", "budget"
+
+
+def _exhausted(limit: selectors.BudgetLimit, resets: str) -> RequestRefused:
+    status = limit.status
+    if limit.kind == "cap":
+        detail = (
+            f"You have used the monthly cap of {_dollars(status.budget)} you set yourself "
+            f"({_dollars(status.spent)} spent). New requests are refused until {resets}, unless you raise it "
+            "in your settings."
+        )
+    elif limit.kind == "group":
+        detail = (
+            f"Your group {limit.team.name} has used its monthly budget of {_dollars(status.budget)} "
+            f"({_dollars(status.spent)} spent by its members). New requests are refused until {resets}, "
+            "unless the group's budget is raised."
+        )
+    else:
+        detail = (
+            f"You have used your monthly budget of {_dollars(status.budget)} ({_dollars(status.spent)} spent). "
+            f"New requests are refused until {resets}, unless an admin raises your budget."
+        )
+    return RequestRefused("budget_exceeded", detail)
+
+
+def _hold_within_budget(limits: list[selectors.BudgetLimit], model: str, prices, estimate) -> Hold:
+    """The whole reply's worst case when every budget has room for it; else a reply cut to what the tightest
+    budget has left (one request, fewer output tokens), said in its notice; else a refusal that names the
+    budget in the way."""
     spec = model_spec(model)
     rounds = settings.CHAT_TOOL_MAX_ROUNDS + 1
 
@@ -96,38 +150,38 @@ def _hold_within_budget(user, model: str, prices, estimate: selectors.RequestEst
         )
 
     full = worst(estimate.output_tokens, rounds)
-    status = selectors.budget_status(user)
-    if status.budget is None:
+    if not limits:
         return Hold(full, estimate.input_tokens)
     resets = f"{selectors.next_month_start():%B} 1"
-    if status.exceeded:
-        raise RequestRefused(
-            "budget_exceeded",
-            f"You have used your monthly budget of {_dollars(status.budget)} ({_dollars(status.spent)} spent). "
-            f"New requests are refused until {resets}, unless an admin raises your budget.",
-        )
-    left = status.remaining
+    exhausted = next((limit for limit in limits if limit.status.exceeded), None)
+    if exhausted is not None:
+        raise _exhausted(exhausted, resets)
+    tightest = min(limits, key=lambda limit: limit.status.remaining)
+    left = tightest.status.remaining
     if full <= left:
         return Hold(full, estimate.input_tokens)
+    whose, noun = _budget_words(tightest)
+    has_left = f"{whose[0].upper()}{whose[1:]} monthly {noun} has {_dollars(left)} left this month"
     single = worst(estimate.output_tokens, 1)
     if single <= left:
-        return Hold(single, estimate.input_tokens, tool_rounds=0, notice=(
-            f"Your budget has {_dollars(left)} left this month, so this reply makes no tool calls."
-        ))
+        notice = f"{has_left}, so this reply makes no tool calls."
+        return Hold(single, estimate.input_tokens, tool_rounds=0, notice=notice)
     input_cost = worst(0, 1)
     affordable = int((left - input_cost) * MILLION / prices.output) if left > input_cost else 0
     if affordable >= MIN_REPLY_TOKENS:
         max_tokens = min(affordable, estimate.output_tokens)
         return Hold(worst(max_tokens, 1), estimate.input_tokens, max_tokens=max_tokens, tool_rounds=0, notice=(
-            f"Your budget has {_dollars(left)} left this month, so this reply is limited to about "
-            f"{max_tokens:,} tokens, without thinking or tool calls."
+            f"{has_left}, so this reply is limited to about {max_tokens:,} tokens, without thinking or tool "
+            "calls."
         ))
+    status = tightest.status
     reserved = f" and {_dollars(status.reserved)} is held for replies being written" if status.reserved else ""
     raise RequestRefused(
         "budget_exceeded",
         f"Even a short reply could cost up to {_dollars(worst(MIN_REPLY_TOKENS, 1))}, and {_dollars(left)} is "
-        f"left of your {_dollars(status.budget)} monthly budget ({_dollars(status.spent)} spent{reserved}). "
-        f"A new chat (shorter history) or a cheaper model costs less; your budget resets on {resets}.",
+        f"left of {whose} {_dollars(status.budget)} monthly {noun} "
+        f"({_dollars(status.spent)} spent{reserved}). "
+        f"A new chat (shorter history) or a cheaper model costs less; the {noun} resets on {resets}.",
     )
 
 
@@ -198,13 +252,15 @@ def _rate_limits_take(user, input_tokens: int) -> None:
 
 def usage_settle(*, user_id: int | None, usage: TokenUsage) -> None:
     """After a reply's ledger rows are written: count its output tokens into this minute's token window (its
-    input was counted at admission), and alert the admins if the user's spend crossed a threshold."""
+    input was counted at admission), and alert the admins if the user's spend crossed a threshold, and the
+    managers of each group above the user whose members' spend did."""
     user = get_user_model().objects.filter(pk=user_id).first()
     if user is None:
         return
     if usage.output_tokens:
         _window_add(_window_key("tokens", user.pk, clock()), usage.output_tokens)
     budget_alerts_send(user=user)
+    team_budget_alerts_send(user=user)
 
 
 def budget_alerts_send(*, user) -> list[BudgetAlert]:
@@ -244,3 +300,50 @@ def _alert_mail(alert: BudgetAlert) -> None:
         mail_admins(subject, body)
     except Exception:
         log.exception("budget alert email for %s (%s%%) failed", alert.user, alert.threshold)
+
+
+def team_budget_alerts_send(*, user) -> list[BudgetAlert]:
+    """Email the managers of each budgeted group above `user` once per month for each threshold its members'
+    settled spend has reached; as for a user's alerts, the unique constraint on the row decides who sends."""
+    team_ids, tree = team_selectors.team_ids_above(user)
+    teams = list(Team.objects.filter(pk__in=team_ids, monthly_budget__isnull=False))
+    statuses = selectors.team_budget_statuses(teams, tree)
+    month = selectors.month_start().date()
+    sent = []
+    for team in teams:
+        status = statuses[team.pk]
+        for threshold in BudgetAlert.Threshold:
+            if status.percent < threshold:
+                continue
+            alert, created = BudgetAlert.objects.get_or_create(
+                team=team, month=month, threshold=threshold,
+                defaults={"spent": status.spent, "budget": status.budget},
+            )
+            if created:
+                _team_alert_mail(alert)
+                sent.append(alert)
+    return sent
+
+
+def _team_alert_mail(alert: BudgetAlert) -> None:
+    """To the group's managers who have an address; a group without one goes to the admins, so the alert is
+    never lost."""
+    team = alert.team
+    recipients = list(
+        team.memberships.filter(role=Membership.Role.MANAGER).exclude(user__email="")
+        .values_list("user__email", flat=True)
+    )
+    subject = f"The group {team} has used {alert.threshold}% of its monthly budget"
+    body = (
+        f"The members of {team} have spent {_dollars(alert.spent)} of its {_dollars(alert.budget)} budget "
+        f"for {alert.month:%B %Y}.\n"
+        + ("New requests from its members are refused until next month.\n" if alert.threshold >= 100 else "")
+        + f"\nThe group's usage, members and budget: {reverse('team_detail', args=[team.pk])}\n"
+    )
+    try:
+        if recipients:
+            send_mail(settings.EMAIL_SUBJECT_PREFIX + subject, body, None, recipients)
+        else:
+            mail_admins(subject, body)
+    except Exception:
+        log.exception("budget alert email for the group %s (%s%%) failed", team, alert.threshold)

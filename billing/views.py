@@ -1,21 +1,25 @@
-from datetime import datetime, time, timedelta, timezone
+import csv
+from datetime import date, datetime, time, timedelta, timezone
 
 from django.contrib import admin
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone as django_timezone
 from django.views.decorators.http import require_GET
 
 from billing import selectors
+from config.spreadsheets import spreadsheet_safe
 
 CHART_WIDTH, CHART_HEIGHT = 720, 160
 DASHBOARD_PERIODS = (7, 30, 90)
 
 
-def _bar_chart(days: list) -> dict:
-    """Geometry of a bar chart of (day, dollars), for plain SVG in the template: readable without JavaScript,
-    with each bar's `<title>` as its tooltip."""
+def spend_chart(days: list) -> dict:
+    """Geometry of a bar chart of (day, dollars), for plain SVG in billing/_spend_chart.html: readable without
+    JavaScript, with each bar's `<title>` as its tooltip. The users', the groups' and the admins' usage pages
+    all draw it."""
     peak = max((cost for _, cost in days), default=0)
     slot = CHART_WIDTH / max(len(days), 1)
     bars = []
@@ -43,23 +47,33 @@ def usage(request):
         "month": since,
         "budget_status": selectors.budget_status(request.user),
         "totals": selectors.ledger_totals(calls),
-        "chart": _bar_chart(by_day),
+        "chart": spend_chart(by_day),
         "by_model": selectors.spend_by_model(calls),
         "by_conversation": selectors.spend_by_conversation(calls),
     })
 
 
-def admin_usage(request):
-    """The admins' usage dashboard over the last 7, 30 or 90 days. Staff only (admin_view, in urls.py), and
-    only for those who may read the ledger, since it shows every user's spend."""
+def _dashboard_period(request) -> tuple[int, date]:
+    """The dashboard's last 7, 30 or 90 days (30 unless asked), and its first day."""
+    days = int(request.GET["days"]) if request.GET.get("days") in {str(p) for p in DASHBOARD_PERIODS} else 30
+    return days, django_timezone.now().date() - timedelta(days=days - 1)
+
+
+def _admin_ledger_reader(request) -> None:
+    """Staff only (admin_view, in urls.py), and only those who may read the ledger: these pages show every
+    user's and every group's spend."""
     if not request.user.has_perm("chat.view_apicall"):
         raise PermissionDenied
-    days = int(request.GET["days"]) if request.GET.get("days") in {str(p) for p in DASHBOARD_PERIODS} else 30
-    today = django_timezone.now().date()
-    first = today - timedelta(days=days - 1)
-    calls = selectors.calls_since(datetime.combine(first, time.min, tzinfo=timezone.utc))
+
+
+def admin_usage(request):
+    """The admins' usage dashboard over the last 7, 30 or 90 days."""
+    _admin_ledger_reader(request)
+    days, first = _dashboard_period(request)
+    calls = selectors.calls_since(_midnight(first))
     totals = selectors.ledger_totals(calls)
     hit_ratio = selectors.cache_hit_ratio(totals)
+    by_team = selectors.spend_by_team(since=_midnight(first))
     return render(request, "admin/billing/usage.html", {
         **admin.site.each_context(request),
         "title": "Usage",
@@ -67,11 +81,33 @@ def admin_usage(request):
         "periods": DASHBOARD_PERIODS,
         "first": first,
         "totals": totals,
-        "chart": _bar_chart(selectors.spend_by_day(calls, first=first, last=today)),
+        "chart": spend_chart(selectors.spend_by_day(calls, first=first, last=django_timezone.now().date())),
         "by_model": selectors.spend_by_model(calls, limit=selectors.TOP),
         "by_user": selectors.spend_by_user(calls),
+        "by_team": by_team[:selectors.TOP],
+        "team_count": len(by_team),
         "cache_hit_percent": None if hit_ratio is None else hit_ratio * 100,
         "cache_savings": selectors.cache_savings(calls),
         "error_percent": _percent(totals["errors"], totals["calls"]),
         "fallback_percent": _percent(totals["fallbacks"], totals["calls"]),
     })
+
+
+def admin_usage_by_team_csv(request):
+    """Every group's spend over the dashboard's period, as a spreadsheet."""
+    _admin_ledger_reader(request)
+    days, first = _dashboard_period(request)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="usage-by-group-{first:%Y%m%d}-{days}d.csv"'
+    writer = csv.writer(response)
+    writer.writerow(["group", "parent", "spend", "monthly_budget"])
+    for row in selectors.spend_by_team(since=_midnight(first)):
+        team = row["team"]
+        writer.writerow([spreadsheet_safe(cell) for cell in (
+            team.name, team.parent.name if team.parent else "", row["cost"], team.monthly_budget,
+        )])
+    return response
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=timezone.utc)

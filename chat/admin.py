@@ -1,20 +1,20 @@
-import csv
-
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Sum
-from django.http import HttpResponse, HttpResponseBadRequest
+from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from audit.services import audit_record
 from billing import selectors as billing_selectors
 from chat.attachments.views import file_response, thumbnail_response
 from chat.llm.tools import TOOL_NAMES
 from chat.models import ApiCall, Attachment, Conversation, Message, ToolSetting
+from config.spreadsheets import csv_response
 
 
 class SystemRecordAdmin(admin.ModelAdmin):
@@ -30,6 +30,16 @@ class SystemRecordAdmin(admin.ModelAdmin):
         return False
 
 
+def opened_by_admin(request, what: str, thing, owner) -> None:
+    """An admin reading another user's conversation, message or file is recorded in the audit log: the admin
+    may, and the user may ask who did. Reading their own is not."""
+    if owner.pk != request.user.pk:
+        audit_record(
+            actor=request.user, action=f"admin.{what}_opened", subject=f"{what} {thing.pk} of {owner.username}",
+            detail={"id": thing.pk, "owner": owner.username}, request=request,
+        )
+
+
 def attachment_previews(attachments) -> str:
     """Each attachment as a thumbnail (a PDF as its page count) over its name, linking to the stored file, all
     served by the admin's own views. Names are the uploader's text: format_html escapes them."""
@@ -39,13 +49,13 @@ def attachment_previews(attachments) -> str:
 def _attachment_preview(attachment: Attachment) -> str:
     if attachment.thumbnail:
         thumbnail_url = reverse("admin:chat_attachment_thumbnail", args=[attachment.pk])
-        preview = format_html('<img src="{}" alt="" style="max-width: 120px; max-height: 120px">', thumbnail_url)
+        preview = format_html('<img src="{}" alt="">', thumbnail_url)
     elif attachment.page_count:
         preview = format_html("PDF, {} page{}", attachment.page_count, "" if attachment.page_count == 1 else "s")
     else:
         preview = format_html("Text, about {} tokens", attachment.tokens)
     return format_html(
-        '<a href="{}" style="display: inline-block; margin: 0 .5em .5em 0; max-width: 12em">{}<br>{}</a>',
+        '<a class="attachment-preview" href="{}">{}<br>{}</a>',
         reverse("admin:chat_attachment_file", args=[attachment.pk]), preview, attachment.name,
     )
 
@@ -80,7 +90,7 @@ class MessageInline(admin.TabularInline):
 
     @admin.display(description="text")
     def transcript_text(self, message):
-        return format_html('<div style="white-space: pre-wrap; max-width: 60em">{}</div>', message.text)
+        return format_html('<div class="transcript-text">{}</div>', message.text)
 
 
 @admin.register(Conversation)
@@ -96,6 +106,13 @@ class ConversationAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_message_count=Count("messages"), _total_cost=Sum("messages__cost"))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if request.method == "GET" and response.status_code == 200:
+            conversation = response.context_data["original"]
+            opened_by_admin(request, "conversation", conversation, conversation.owner)
+        return response
 
     @admin.display(description="messages", ordering="_message_count")
     def message_count(self, conversation):
@@ -116,6 +133,13 @@ class MessageAdmin(admin.ModelAdmin):
     readonly_fields = ("conversation", "role", "rendered_content", "attachment_previews", *COMPUTED_MESSAGE_FIELDS)
     exclude = ("content",)
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if request.method == "GET" and response.status_code == 200:
+            message = response.context_data["original"]
+            opened_by_admin(request, "message", message, message.conversation.owner)
+        return response
+
     @admin.display(description="attachments")
     def attachment_previews(self, message):
         return attachment_previews(message.attachments.all())
@@ -123,7 +147,7 @@ class MessageAdmin(admin.ModelAdmin):
     @admin.display(description="content")
     def rendered_content(self, message):
         return format_html_join(
-            "", '<div style="white-space: pre-wrap; margin-bottom: 1em"><strong>{}</strong> {}</div>',
+            "", '<div class="content-block"><strong>{}</strong> {}</div>',
             ((block.get("type"),
               block.get("text") or block.get("thinking") or block.get("input") or block.get("content") or "")
              for block in message.content),
@@ -175,12 +199,8 @@ class ApiCallAdmin(SystemRecordAdmin):
         except IncorrectLookupParameters:
             return HttpResponseBadRequest("Unknown filter.")
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-        response = HttpResponse(content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="api-calls-{stamp}.csv"'
-        writer = csv.writer(response)
-        writer.writerow(CSV_COLUMNS)
-        writer.writerows(changelist.queryset.values_list(*CSV_COLUMNS).iterator())
-        return response
+        rows = changelist.queryset.values_list(*CSV_COLUMNS).iterator()
+        return csv_response(f"api-calls-{stamp}.csv", CSV_COLUMNS, rows)
 
 
 @admin.register(Attachment)
@@ -210,17 +230,27 @@ class AttachmentAdmin(SystemRecordAdmin):
     def preview(self, attachment):
         return attachment_previews([attachment])
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if request.method == "GET" and response.status_code == 200:
+            attachment = response.context_data["original"]
+            opened_by_admin(request, "attachment", attachment, attachment.owner)
+        return response
+
     def file_view(self, request, attachment_id):
-        attachment = self._viewable(request, attachment_id)
+        attachment = self._opened(request, attachment_id)
         return file_response(attachment.file, attachment.media_type, attachment.name)
 
     def thumbnail_view(self, request, attachment_id):
-        return thumbnail_response(self._viewable(request, attachment_id))
+        return thumbnail_response(self._opened(request, attachment_id))
 
-    def _viewable(self, request, attachment_id) -> Attachment:
+    def _opened(self, request, attachment_id) -> Attachment:
+        """The attachment, for staff with view permission; opening another user's file is recorded."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        return get_object_or_404(Attachment, pk=attachment_id)
+        attachment = get_object_or_404(Attachment.objects.select_related("owner"), pk=attachment_id)
+        opened_by_admin(request, "attachment", attachment, attachment.owner)
+        return attachment
 
 
 class ToolSettingForm(forms.ModelForm):

@@ -200,6 +200,11 @@ class Attachment(models.Model):
     note = models.TextField(
         blank=True, help_text="What the user must know about what the model gets, e.g. a PDF's text only."
     )
+    # Set by services.attachments_upload to readers.PIPELINE_VERSION; a row that does not say is taken for the
+    # first version's, whose files an upload never reuses.
+    pipeline = models.PositiveSmallIntegerField(
+        default=1, help_text="The version of the processing that made its files (chat/attachments/readers.py)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -13,22 +13,41 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+from django.core.exceptions import SuspiciousOperation
+from django.core.handlers.exception import response_for_exception
+from django.http import Http404
 
 from config.body_limit import BodyLimit
 
+
+class StaticFiles(ASGIStaticFilesHandler):
+    """Django's development static handler, answering 404 for a path that leaves the static folders.
+
+    Its finders raise SuspiciousFileOperation for `/static/../../etc/passwd` (or `..%2f`), and the handler
+    only turns Http404 into a response: the rest escaped as a 500 with a traceback in the log.
+    """
+
+    async def get_response_async(self, request):
+        try:
+            return await super().get_response_async(request)
+        except SuspiciousOperation:
+            return await sync_to_async(response_for_exception, thread_sensitive=False)(request, Http404())
+
+
 # `make run` serves static files itself (as runserver would); in production a proxy serves STATIC_ROOT.
-http_app = BodyLimit(ASGIStaticFilesHandler(django_asgi_app) if settings.DEBUG else django_asgi_app)
+http_app = BodyLimit(StaticFiles(django_asgi_app) if settings.DEBUG else django_asgi_app)
 
 from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
 
 import chat.routing
 from chat.llm.warmup import process_warm_up
 from chat.replies.generation import generations_drain
 from chat.replies.supervision import stale_sweep_forever
+from config.origins import SameOriginValidator
 
 
 async def process_lifespan(scope, receive, send) -> None:
@@ -64,7 +83,7 @@ async def process_lifespan(scope, receive, send) -> None:
 application = ProtocolTypeRouter(
     {
         "http": http_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(chat.routing.websocket_urlpatterns))),
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(chat.routing.websocket_urlpatterns))),
         "lifespan": process_lifespan,
     }
 )

@@ -3,9 +3,11 @@
 Django's ASGI handler reads the whole body (into a temporary file once it outgrows memory) before any
 middleware, authentication or view runs, so a view cannot refuse a body before it has been read: an
 anonymous 150 MB POST to any page would cost the server 150 MB of disk and the time to take it in. This guard
-sits in front of Django. Uploads (POST to the `attachment_upload` URL with a session cookie) may carry
+sits in front of Django. Uploads (POST to the `attachment_upload` URL from a signed-in session) may carry
 ATTACHMENT_MAX_UPLOAD_BYTES, every other request REQUEST_MAX_BODY_BYTES (its forms are a few kilobytes): a
-stranger without a session cannot make the server write 64 MB to disk only to be sent to the sign-in page.
+stranger cannot make the server write 64 MB to disk only to be sent to the sign-in page, with a session cookie
+made up or left from signing out any more than without one. The session is looked up only for an upload whose
+body would pass REQUEST_MAX_BODY_BYTES (as declared, or once that much has streamed in), once per request.
 
 - A Content-Length over the limit is answered 413 at once; the body is never read.
 - A body without a length (chunked) is counted as it streams in. Past the limit the guard stops reading:
@@ -19,27 +21,58 @@ is still sending instead of reading the rest of it to reach the next request.
 """
 
 import json
+from importlib import import_module
 
 from django.conf import settings
+from django.contrib.auth import SESSION_KEY
+from django.http.cookie import parse_cookie
 from django.urls import reverse
 
 from chat.attachments.limits import megabytes
 from chat.attachments.storage import DISK_FULL, is_disk_full
+from chat.db import db_async
 
 
-def body_limit(scope) -> tuple[int, str]:
-    """The most bytes this request's body may have, and the sentence that refuses one over it."""
-    if scope["method"] == "POST" and scope["path"] == reverse("attachment_upload") and has_session(scope):
+class Allowance:
+    """What one request's body may carry, asked with the size it has (declared, or received so far)."""
+
+    def __init__(self, scope):
+        self.scope = scope
+        self.upload: bool | None = None  # whether it may carry an upload's size: looked up when first needed
+
+    async def refusal(self, size: int) -> str | None:
+        """None while a body of `size` bytes is allowed, else the sentence that refuses it."""
+        limit = settings.REQUEST_MAX_BODY_BYTES
+        if size <= limit:
+            return None
+        if self.upload is None:
+            self.upload = await _signed_in_upload(self.scope)
+        if not self.upload:
+            return f"A request can carry at most {megabytes(limit)}."
         limit = settings.ATTACHMENT_MAX_UPLOAD_BYTES
-        return limit, f"An upload can be at most {megabytes(limit)}. Send fewer or smaller files."
-    limit = settings.REQUEST_MAX_BODY_BYTES
-    return limit, f"A request can carry at most {megabytes(limit)}."
+        if size <= limit:
+            return None
+        return f"An upload can be at most {megabytes(limit)}. Send fewer or smaller files."
 
 
-def has_session(scope) -> bool:
-    """Whether the request carries a session cookie at all (whether it is valid, only Django can tell)."""
-    cookie = settings.SESSION_COOKIE_NAME.encode() + b"="
-    return any(name.lower() == b"cookie" and cookie in value for name, value in scope["headers"])
+async def _signed_in_upload(scope) -> bool:
+    if scope["method"] != "POST" or scope["path"] != reverse("attachment_upload"):
+        return False
+    key = session_key(scope)
+    # Through db_async, whose thread closes its connection as a request's thread does: Django's async session
+    # API would leave one open on a thread that no request cleans up.
+    return bool(key) and await db_async(_signed_in)(key)
+
+
+def session_key(scope) -> str | None:
+    """The session cookie's value, from the Cookie headers read as Django reads them."""
+    cookies = "; ".join(value.decode("latin-1") for name, value in scope["headers"] if name.lower() == b"cookie")
+    return parse_cookie(cookies).get(settings.SESSION_COOKIE_NAME) or None
+
+
+def _signed_in(key: str) -> bool:
+    """Whether a session with this key exists, unexpired, with someone signed in (Django then checks them)."""
+    return SESSION_KEY in import_module(settings.SESSION_ENGINE).SessionStore(key)
 
 
 def declared_length(scope) -> int | None:
@@ -72,26 +105,26 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit, sentence = body_limit(scope)
+        allowance = Allowance(scope)
         try:
             length = declared_length(scope)
         except ValueError:
             return await refuse(send, 400, "The Content-Length header is not a number of bytes.")
-        if length is not None and length > limit:
+        if length is not None and (sentence := await allowance.refusal(length)):
             return await refuse(send, 413, sentence)
 
         received = 0
-        over = False
+        refusal: str | None = None
 
         async def counted_receive():
-            nonlocal received, over
-            if over:
+            nonlocal received, refusal
+            if refusal:
                 return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > limit:
-                    over = True
+                refusal = await allowance.refusal(received)
+                if refusal:
                     return {"type": "http.disconnect"}
             return message
 
@@ -108,5 +141,5 @@ class BodyLimit:
             if not is_disk_full(error) or started:
                 raise
             return await refuse(send, 507, DISK_FULL)
-        if over:
-            await refuse(send, 413, sentence)
+        if refusal:
+            await refuse(send, 413, refusal)

@@ -16,16 +16,45 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 
+
+def env_secret(name: str, default: str = "") -> str:
+    """A secret from the variable `name`, or from the file that `name`_FILE names (systemd credentials, Docker
+    and Kubernetes secrets), without the file's surrounding whitespace. A file keeps the secret out of the
+    process environment, which child processes inherit and crash reporters collect. A _FILE that cannot be
+    read, or is empty, stops start-up: falling back to the default would run on the development key, the
+    offline model or a database without its password, and say nothing."""
+    path = env.str(f"{name}_FILE", default="")
+    if not path:
+        return env.str(name, default=default)
+    if name in os.environ:
+        raise ImproperlyConfigured(f"Set {name} or {name}_FILE, not both.")
+    try:
+        value = Path(path).read_text().strip()
+    except OSError as error:
+        raise ImproperlyConfigured(f"{name}_FILE names {path}, which cannot be read ({error.strerror}).") from None
+    if not value:
+        raise ImproperlyConfigured(f"{name}_FILE names {path}, which is empty.")
+    return value
+
+
 INSECURE_SECRET_KEY = "insecure-development-key-do-not-use-in-production"
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=INSECURE_SECRET_KEY)
+SECRET_KEY = env_secret("DJANGO_SECRET_KEY", default=INSECURE_SECRET_KEY)
 if not DEBUG and (SECRET_KEY == INSECURE_SECRET_KEY or len(SECRET_KEY) < 50):
     raise ImproperlyConfigured(
         "DJANGO_DEBUG=0 needs a real DJANGO_SECRET_KEY (50+ random characters), not the development default."
     )
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+# Debug pages show settings, source and local variables to whoever reaches them: DEBUG serves this machine only.
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+if DEBUG and (reachable := [host for host in ALLOWED_HOSTS if host not in LOOPBACK_HOSTS]):
+    raise ImproperlyConfigured(
+        f"DJANGO_DEBUG is on, and DJANGO_ALLOWED_HOSTS lets other machines reach this server as "
+        f"{', '.join(reachable)}: debug pages would show them its settings and source. Set DJANGO_DEBUG=0 "
+        "(with a DJANGO_SECRET_KEY), or serve localhost only."
+    )
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
@@ -53,7 +82,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "config.origins.SameHostSocketsCSPMiddleware",  # django-csp's, with this host's websockets
     # Last, as django-axes asks: it turns a lockout raised by the backend into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -85,7 +114,7 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DATABASES = {"default": env.db_url_config(env_secret("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"))}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock at BEGIN, so concurrent
     # streams queue for it (up to the timeout) instead of failing with "database is locked" on upgrade.
@@ -180,6 +209,33 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
+# --- Sign-in (accounts/) ----------------------------------------------------------------------------------
+# Who may create an account (docs/deploy.md, "Who may sign in"): closed, invite, domains or open. These only
+# seed the site's registration policy on first use; from then on superusers change it in the admin.
+# Production starts closed; `make run` (DEBUG) starts open, for the demo.
+REGISTRATION_MODE = env.str("REGISTRATION_MODE", default="open" if DEBUG else "closed")
+if REGISTRATION_MODE not in ("closed", "invite", "domains", "open"):
+    raise ImproperlyConfigured(
+        f"REGISTRATION_MODE must be closed, invite, domains or open, not {REGISTRATION_MODE!r}."
+    )
+REGISTRATION_DOMAINS = env.list("REGISTRATION_DOMAINS", default=[])
+# A sign-up's confirmation link (mailed to the address given) stops working after this many hours.
+SIGN_UP_LINK_HOURS = env.int("SIGN_UP_LINK_HOURS", default=48)
+# django-axes: after LOGIN_FAILURE_LIMIT failed sign-ins for one account, or from one client address, that
+# account or address is refused for LOGIN_COOLOFF_MINUTES, counted again from each refused try.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.int("LOGIN_COOLOFF_MINUTES", default=15) / 60  # a float: hours, to axes
+if AXES_FAILURE_LIMIT < 1 or AXES_COOLOFF_TIME <= 0:
+    raise ImproperlyConfigured("LOGIN_FAILURE_LIMIT and LOGIN_COOLOFF_MINUTES must be at least 1.")
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# The address is REMOTE_ADDR, never a header the client writes: uvicorn sets REMOTE_ADDR from X-Forwarded-For
+# only for the proxies TRUSTED_PROXY_IPS names (Hardening, below).
+AXES_CLIENT_IP_CALLABLE = "accounts.lockout.client_address"
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
+# A successful sign-in forgives that account's failures only (accounts/lockout.py), not its address's: axes's
+# own reset would also clear the address, letting one valid account reset the count of a password spray.
+AXES_RESET_ON_SUCCESS = False
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -218,7 +274,6 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=31536000)
@@ -238,7 +293,7 @@ LOGGING = {
 # --- The model backend ---------------------------------------------------------------------------------
 # With a key, the real API (or any Anthropic-compatible endpoint at ANTHROPIC_BASE_URL); without, the
 # offline model, plugged into the same SDK client as its transport.
-ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
+ANTHROPIC_API_KEY = env_secret("ANTHROPIC_API_KEY")
 ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="")
 ANTHROPIC_MAX_RETRIES = env.int("ANTHROPIC_MAX_RETRIES", default=2)
 CHAT_DEFAULT_MODEL = env.str("CHAT_DEFAULT_MODEL", default="claude-sonnet-5-5")
@@ -306,15 +361,49 @@ CHAT_RATE_LIMIT_TOKENS_PER_MINUTE = env_limit("CHAT_RATE_LIMIT_TOKENS_PER_MINUTE
 # smtp+tls://user:password@mail.example.com:587) mail is printed to the console.
 ADMINS = [(address, address) for address in env.list("DJANGO_ADMINS", default=[])]
 # Read into a lowercase name: it holds a password, and uppercase names show on DEBUG error pages.
-email_url = env.str("EMAIL_URL", default="")
+email_url = env_secret("EMAIL_URL")
 if email_url:
-    vars().update(env.email_url("EMAIL_URL"))
+    vars().update(env.email_url_config(email_url))
 else:
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default="claude-chat@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 EMAIL_SUBJECT_PREFIX = "[Claude chat] "
+
+
+# --- Groups (teams/) --------------------------------------------------------------------------------------
+# Whether group managers may set their own group's monthly budget on its page. Off: only site admins set group
+# budgets (on the same page or in the admin), so a manager cannot raise what the company pays for their group.
+TEAMS_MANAGERS_SET_BUDGET = env.bool("TEAMS_MANAGERS_SET_BUDGET", default=False)
+
+
+# --- Hardening --------------------------------------------------------------------------------------------
+# The addresses of the reverse proxies in front (comma-separated), and only them: uvicorn then takes the client's
+# address and scheme from their X-Forwarded-For and X-Forwarded-Proto (`--proxy-headers --forwarded-allow-ips`,
+# Makefile and docs/deploy.md), and Django the scheme. Unset, those headers are ignored (`--no-proxy-headers`):
+# anyone could otherwise write any address into the audit log and the sign-in throttle's counts.
+TRUSTED_PROXY_IPS = env.list("TRUSTED_PROXY_IPS", default=[])
+if TRUSTED_PROXY_IPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Every page (django-csp): scripts and styles only from this site's static files, no inline script or style,
+# never framed. Websockets to this host are added per request (config/origins.py). Responses that set their
+# own policy keep it: the sandbox of served attachments (chat/attachments/views.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        # blob: for the previews of files being uploaded (chat.js); nothing here needs data: images.
+        "img-src": ["'self'", "blob:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 
 # --- Sockets ----------------------------------------------------------------------------------------------
@@ -327,3 +416,71 @@ CHAT_SOCKETS_PER_USER = env.int("CHAT_SOCKETS_PER_USER", default=20)
 # dropped unread, with at most one `slow_down` error a second.
 CHAT_SOCKET_FRAMES_PER_SECOND = env.float("CHAT_SOCKET_FRAMES_PER_SECOND", default=10.0)
 CHAT_SOCKET_FRAME_BURST = env.int("CHAT_SOCKET_FRAME_BURST", default=30)
+
+
+# --- Single sign-on (accounts/oidc.py) --------------------------------------------------------------------
+# OpenID Connect through mozilla-django-oidc, on only when OIDC_ISSUER is set (docs/deploy.md, "Single
+# sign-on"). The login page then shows "Sign in with OIDC_PROVIDER_NAME"; /oidc/callback/ is the redirect URI.
+OIDC_ISSUER = env.str("OIDC_ISSUER", default="")
+OIDC_PROVIDER_NAME = env.str("OIDC_PROVIDER_NAME", default="single sign-on")
+# The userinfo claim that lists the user's groups; a group here joins the user to each Team whose
+# sso_claim_value it equals.
+OIDC_GROUPS_CLAIM = env.str("OIDC_GROUPS_CLAIM", default="groups")
+OIDC_ENDPOINT_SETTINGS = {
+    # This app's setting (and environment variable): the discovery document's field.
+    "OIDC_OP_AUTHORIZATION_ENDPOINT": "authorization_endpoint",
+    "OIDC_OP_TOKEN_ENDPOINT": "token_endpoint",
+    "OIDC_OP_USER_ENDPOINT": "userinfo_endpoint",
+    "OIDC_OP_JWKS_ENDPOINT": "jwks_uri",
+}
+
+
+def oidc_discovery(issuer: str) -> dict:
+    """The provider's discovery document, read once at start-up. A provider that cannot be reached, or that
+    names another issuer (OpenID Connect Discovery 4.3), stops start-up: every sign-in would fail anyway, and
+    the ID tokens' `iss` is checked against OIDC_ISSUER."""
+    import requests
+
+    url = f"{issuer.rstrip('/')}/.well-known/openid-configuration"
+    try:
+        response = requests.get(url, timeout=10)
+        response.raise_for_status()
+        document = response.json()
+    except (requests.RequestException, ValueError) as error:
+        raise ImproperlyConfigured(
+            f"Single sign-on: could not read {url} ({error}). Check OIDC_ISSUER, or set "
+            f"{', '.join(OIDC_ENDPOINT_SETTINGS)} so start-up does not need the provider."
+        ) from None
+    if document.get("issuer") != issuer:
+        raise ImproperlyConfigured(
+            f"Single sign-on: the provider at {url} calls itself {document.get('issuer')!r}; "
+            f"set OIDC_ISSUER to exactly that, not {issuer!r}."
+        )
+    return document
+
+
+if OIDC_ISSUER:
+    endpoints = {name: env.str(name, default="") for name in OIDC_ENDPOINT_SETTINGS}
+    if not all(endpoints.values()):
+        document = oidc_discovery(OIDC_ISSUER)
+        endpoints = {
+            name: value or document.get(OIDC_ENDPOINT_SETTINGS[name], "") for name, value in endpoints.items()
+        }
+    if missing := [name for name, value in endpoints.items() if not value]:
+        raise ImproperlyConfigured(f"Single sign-on: the discovery document lacks {', '.join(missing)}.")
+    vars().update(endpoints)
+    OIDC_RP_CLIENT_ID = env.str("OIDC_CLIENT_ID")
+    OIDC_RP_CLIENT_SECRET = env_secret("OIDC_CLIENT_SECRET")
+    if not OIDC_RP_CLIENT_SECRET:
+        raise ImproperlyConfigured("Single sign-on needs OIDC_CLIENT_SECRET (or OIDC_CLIENT_SECRET_FILE).")
+    # ID tokens are signed by the provider's key, fetched from its JWKS endpoint; the client secret never is.
+    OIDC_RP_SIGN_ALGO = "RS256"
+    OIDC_RP_SCOPES = env.str("OIDC_SCOPES", default="openid email profile")
+    OIDC_USE_PKCE = True
+    # client_secret_basic: the token endpoint authentication OpenID Connect assumes when a client names none.
+    OIDC_TOKEN_USE_BASIC_AUTH = True
+    # Seconds to wait for the provider's token, userinfo and JWKS endpoints; the library's default: forever.
+    OIDC_TIMEOUT = 10
+    OIDC_CALLBACK_CLASS = "accounts.oidc.OidcCallbackView"
+    AUTHENTICATION_BACKENDS.append("accounts.oidc.OidcBackend")
+    TEMPLATES[0]["OPTIONS"]["context_processors"].append("accounts.oidc.sso_provider")

@@ -2,6 +2,8 @@
 monthly dollar budget that its members' spend counts against, together with every budget above it."""
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 
 
@@ -15,7 +17,7 @@ class Team(models.Model):
         help_text="The group this one belongs to (a team inside a department): its budget counts too.",
     )
     monthly_budget = models.DecimalField(
-        max_digits=12, decimal_places=2, null=True, blank=True,
+        max_digits=12, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(0)],
         help_text="Dollars per calendar month (UTC) for all members together. Empty: no group budget. "
         "0: members may spend nothing.",
     )
@@ -30,6 +32,16 @@ class Team(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        """A group may not sit inside itself, directly or further down: the budget walk up the tree would then
+        never reach a top."""
+        ancestor, seen = self.parent, set()
+        while ancestor is not None and ancestor.pk not in seen:
+            if self.pk is not None and ancestor.pk == self.pk:
+                raise ValidationError({"parent": "A group cannot sit inside itself or one of its subgroups."})
+            seen.add(ancestor.pk)
+            ancestor = ancestor.parent
 
 
 class Membership(models.Model):

@@ -6,13 +6,16 @@ Also the one place that says where the test PostgreSQL and Redis are, and what a
 """
 
 import asyncio
+import atexit
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -30,6 +33,10 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 # Servers started by this run keep their channel-layer and cache keys under a prefix of their own, so two runs
 # sharing one Redis never deliver to each other's sockets or count into each other's rate limits.
 RUN_REDIS_PREFIX = f"claudechat-test-{uuid.uuid4().hex[:12]}"
+# Servers started by this run deliver email as files here (Django's file backend), so a test can open the link
+# a sign-up sends, as its recipient would.
+RUN_MAIL_DIR = Path(tempfile.mkdtemp(prefix="claudechat-test-mail-"))
+atexit.register(shutil.rmtree, RUN_MAIL_DIR, True)
 
 
 def require(reachable: bool, what: str) -> None:
@@ -89,6 +96,13 @@ SERVER_FLAGS = [
 ]
 
 
+def proxy_flags(env: dict) -> list[str]:
+    """As the Makefile's PROXY_FLAGS: X-Forwarded-* believed only from the proxies TRUSTED_PROXY_IPS names."""
+    if trusted := env.get("TRUSTED_PROXY_IPS"):
+        return ["--proxy-headers", "--forwarded-allow-ips", trusted]
+    return ["--no-proxy-headers"]
+
+
 class AppServer:
     """One uvicorn process serving the app."""
 
@@ -102,7 +116,7 @@ class AppServer:
     def command(self) -> list[str]:
         return [
             sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(self.port), *SERVER_FLAGS,
-            "config.asgi:application",
+            *proxy_flags(self.env), "config.asgi:application",
         ]
 
     def start(self) -> "AppServer":
@@ -156,25 +170,41 @@ def server_env(**overrides) -> dict:
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "CHAT_LOG_LEVEL": "WARNING",
         "REDIS_PREFIX": RUN_REDIS_PREFIX,
+        "EMAIL_URL": f"filemail:///{RUN_MAIL_DIR}",
     }
     env.pop("ANTHROPIC_API_KEY", None)
+    env.pop("ANTHROPIC_API_KEY_FILE", None)
     env.update({key: str(value) for key, value in overrides.items()})
     return env
 
 
+def mailed_link(address: str) -> str:
+    """The first link in the newest email this run's servers sent to `address`."""
+    for path in sorted(RUN_MAIL_DIR.glob("*.log"), key=lambda path: path.stat().st_mtime_ns, reverse=True):
+        for message in reversed(path.read_text().split("-" * 79)):
+            headers, _, body = message.strip().partition("\n\n")
+            if f"\nTo: {address}\n" in f"\n{headers}\n":
+                return re.search(r"https?://\S+", body).group(0)
+    raise AssertionError(f"no email to {address} in {RUN_MAIL_DIR}")
+
+
 class Visitor:
-    """A person with a browser: signs up over HTTP, then holds the session cookie for websockets."""
+    """A person with a browser: signs up over HTTP (and the emailed link), then holds the session cookie for
+    websockets."""
 
     def __init__(self, server: AppServer, username: str):
         self.http = httpx2.Client(base_url=server.url, timeout=30)
-        page = self.http.get("/accounts/signup/")
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-        password = "a-long-test-passphrase-9"
-        response = self.http.post(
-            "/accounts/signup/",
-            data={"csrfmiddlewaretoken": token, "username": username, "password1": password, "password2": password},
-        )
+        address, password = f"{username}@example.com", "a-long-test-passphrase-9"
+        response = self.post_form("/accounts/signup/", {"username": username, "email": address})
+        assert response.status_code == 200, response.text[:500]
+        response = self.post_form(mailed_link(address), {"new_password1": password, "new_password2": password})
         assert response.status_code == 302, response.text[:500]
+
+    def post_form(self, url: str, data: dict):
+        """GET the page for its CSRF token, then POST the form."""
+        page = self.http.get(url)
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+        return self.http.post(url, data={"csrfmiddlewaretoken": token, **data})
 
     def new_conversation(self) -> int:
         response = self.http.post(
@@ -190,7 +220,7 @@ class Visitor:
     def connect(self, server: AppServer, conversation_id: int):
         return websockets.connect(
             server.ws_url(conversation_id),
-            origin=ORIGIN,
+            origin=server.url,  # the page's own origin, port included: the only one the server accepts
             additional_headers={"Cookie": self.cookie_header},
             max_size=None,
             open_timeout=30,

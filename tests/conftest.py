@@ -67,7 +67,7 @@ async def socket_for():
     opened = []
 
     async def open_socket(user, conversation_id, *, origin=ORIGIN):
-        headers = [(b"origin", origin)]
+        headers = [(b"origin", origin), (b"host", b"127.0.0.1")]
         if user is not None:
             headers.append((b"cookie", await asyncio.to_thread(session_cookie, user)))
         communicator = WebsocketCommunicator(application, f"/ws/conversations/{conversation_id}/", headers=headers)

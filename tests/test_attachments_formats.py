@@ -1,6 +1,7 @@
 """What each kind of file becomes when it is uploaded, through the upload view: one real file of every accepted
 kind, and of every kind that is refused, with the sentence that says what it is and what to do."""
 
+import struct
 from pathlib import Path
 
 import document_samples as samples
@@ -11,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 from pypdf import PdfReader
 
-from chat.attachments import formats, storage
+from chat.attachments import formats, images, storage
 from chat.models import Attachment
 
 # The view processes uploads on the thread pool, each thread with its own connection: the test's rows (the
@@ -135,6 +136,14 @@ TEXTS = [
     pytest.param("windows.txt", "Grüße\r\n".encode("utf-16"), "Grüße\r\n", id="utf-16-with-bom"),
     pytest.param("big-endian.txt", "\ufeffΩ\n".encode("utf-16-be"), "Ω\n", id="utf-16-be-with-bom"),
     pytest.param("excel.csv", "naïve;€ 5\r\n".encode("cp1252"), "naïve;€ 5\r\n", id="windows-1252-csv"),
+    pytest.param("export.csv", "Name;Größe\r\n一,2\r\n".encode("utf-16-le"), "Name;Größe\r\n一,2\r\n",
+                 id="utf-16-le-without-bom"),
+    pytest.param("export.txt", "Grüße\n".encode("utf-16-be"), "Grüße\n", id="utf-16-be-without-bom"),
+    pytest.param("wide.txt", "Grüße 🙂\n".encode("utf-32"), "Grüße 🙂\n", id="utf-32-with-bom"),
+    pytest.param("wide-be.txt", "\ufeffΩ\n".encode("utf-32-be"), "Ω\n", id="utf-32-be-with-bom"),
+    # Comments before anything else make no markup of a text: found quickly however many (2**200 ways to split
+    # them, tried one by one, when the pattern could backtrack into them).
+    pytest.param("comments.txt", b"<!--a-->" * 200 + b"X", "<!--a-->" * 200 + "X", id="200-comments-then-text"),
 ]
 
 
@@ -206,6 +215,9 @@ REFUSED = [
     pytest.param("logo.svg", SVG, formats.SVG, id="svg"),
     pytest.param("page.html", HTML, formats.HTML, id="html"),
     pytest.param("page.png", b"<!-- saved -->\n<html><body>hi</body></html>", formats.HTML, id="html-as-png"),
+    pytest.param("page.txt", b"<!--a-->" * 200 + b"<html>", formats.HTML, id="html-after-200-comments"),
+    pytest.param("page.htm", "<!DOCTYPE html>\n<html>".encode("utf-16-le"), formats.HTML, id="html-in-utf-16"),
+    pytest.param("photo.jpg", b"\xff\xd8\xff" + b"not a jpeg " * 100, images.DAMAGED, id="jpeg-start-then-junk"),
     pytest.param("memo.wav", samples.wav_bytes(), recording("a WAV audio file"), id="wav"),
     pytest.param("song.mp3", samples.mp3_bytes(), recording("an MP3 audio file"), id="mp3"),
     pytest.param("raw.mp3", samples.mp3_without_tag_bytes(), recording("an MP3 or AAC audio file"), id="mp3-raw"),
@@ -217,6 +229,8 @@ REFUSED = [
     pytest.param("locked.pdf", pdf_bytes(["secret"], password="pw"), formats.PDF_PASSWORD, id="pdf-password"),
     pytest.param("data.bin", bytes(range(256)) * 4, formats.NOT_KNOWN, id="unknown-binary"),
     pytest.param("latin.txt", b"caf\xe9\x01\x02", formats.NOT_KNOWN, id="not-text-in-any-encoding"),
+    # Each 16-bit unit has a NUL byte, like UTF-16 text, but reads as control characters.
+    pytest.param("counts.bin", struct.pack("<255H", *range(1, 256)), formats.NOT_KNOWN, id="16-bit-numbers"),
 ]
 
 

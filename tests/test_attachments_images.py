@@ -24,7 +24,7 @@ from attachment_samples import (
 from django.core.exceptions import ValidationError
 from PIL import Image
 
-from chat.attachments import images
+from chat.attachments import formats, images
 from chat.attachments.images import ImagesRead, ProcessedImage, image_read
 from chat.attachments.isolation import isolated_run
 from chat.attachments.workers.image_pixels import MAX_ENCODED_BYTES
@@ -357,6 +357,18 @@ def test_a_truncated_jpeg_is_refused(tmp_path):
 @pytest.mark.parametrize(
     "data",
     [
+        pytest.param(b"\xff\xd8\xff\xe0" + b"junk" * 100, id="jpeg"),
+        pytest.param(b"GIF89a" + b"junk" * 100, id="gif"),
+        pytest.param(b"II*\x00" + b"junk" * 100, id="tiff"),
+    ],
+)
+def test_a_file_that_starts_like_an_image_but_no_parser_takes_is_damaged_not_unknown(tmp_path, data):
+    assert reason(tmp_path, data) == images.DAMAGED
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
         pytest.param(b"just some text, named cat.png", id="text"),
         pytest.param(b"<!doctype html><html><script>alert(1)</script></html>", id="html"),
         pytest.param(b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>', id="svg"),
@@ -364,13 +376,7 @@ def test_a_truncated_jpeg_is_refused(tmp_path):
     ],
 )
 def test_text_html_and_svg_are_refused_whatever_their_name(tmp_path, data):
-    assert reason(tmp_path, data) == images.NOT_AN_IMAGE
-
-
-def test_the_not_an_image_sentence_lists_what_can_be_attached():
-    for kind in ("JPEG", "PNG", "GIF", "WebP", "HEIC", "AVIF", "TIFF", "BMP", "PDF", "Word", "text"):
-        assert kind in images.NOT_AN_IMAGE
-
+    assert reason(tmp_path, data) == formats.NOT_KNOWN  # which lists what can be attached
 
 PSD = b"8BPS" + struct.pack(">H6xHIIHH", 1, 3, 2, 2, 8, 3) + struct.pack(">IIIH", 0, 0, 0, 0) + bytes(12)
 
@@ -388,7 +394,7 @@ PSD = b"8BPS" + struct.pack(">H6xHIIHH", 1, 3, 2, 2, 8, 3) + struct.pack(">IIIH"
 def test_formats_outside_the_allow_list_never_reach_their_parser(tmp_path, data, pillow_format):
     assert Image.open(io.BytesIO(data)).format == pillow_format  # Pillow could parse them...
 
-    assert reason(tmp_path, data) == images.NOT_AN_IMAGE  # ...but is never asked to
+    assert reason(tmp_path, data) == formats.NOT_KNOWN  # ...but is never asked to
 
 
 def test_a_png_with_html_inside_is_re_encoded_without_it(tmp_path):
@@ -404,8 +410,8 @@ def test_a_png_with_html_inside_is_re_encoded_without_it(tmp_path):
 
 
 @pytest.mark.parametrize("size", [(0, 10), (10, 0)])
-def test_a_png_with_zero_width_or_height_is_refused(tmp_path, size):
-    assert reason(tmp_path, png_with_header_only(*size)) == images.NOT_AN_IMAGE
+def test_a_png_with_zero_width_or_height_is_refused_as_damaged(tmp_path, size):
+    assert reason(tmp_path, png_with_header_only(*size)) == images.DAMAGED
 
 
 @pytest.mark.parametrize("size", [(100_000, 100_000), (10_000, 10_000), (8_000, 8_000)])

@@ -6,21 +6,25 @@ on disk, a full disk, and the headers files are served with. A body over the req
 Django reads it, which only a real server shows (config/body_limit.py, tested against one).
 """
 
+import asyncio
 import io
 import os
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import docx
 import pytest
-from attachment_samples import image_bytes, pdf_bytes, photo_bytes
+from attachment_samples import image_bytes, pdf_bytes, photo_bytes, png_16_bit_rgb
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
-from django.test import Client
+from django.test import AsyncClient, Client
 from django.urls import reverse
 from PIL import Image
 
 from chat.attachments import storage
+from chat.attachments.readers import PIPELINE_VERSION
 from chat.models import Attachment
 
 # The view parses and processes on the thread pool, each thread with its own connection: the test's rows must
@@ -184,6 +188,23 @@ def test_the_same_bytes_uploaded_twice_by_one_user_are_stored_once(owner_client,
     assert len(set(Attachment.objects.values_list("file", flat=True))) == 1
 
 
+def test_bytes_processed_by_an_older_pipeline_are_processed_again_not_copied(owner_client, media_root):
+    """A 16-bit PNG uploaded before high bit depths kept their tones came out washed out: a row from then is
+    not what the same bytes make now."""
+    data = png_16_bit_rgb((40, 30), (0x8000, 0x4000, 0xC000))
+    first = uploaded(owner_client, "chart.png", data)
+    old = Attachment.objects.get()
+    Image.new("RGB", (40, 30), (255, 255, 255)).save(storage.file_path(old.file), "PNG")
+    Attachment.objects.update(pipeline=1, width=4, height=3, tokens=1)  # as the first pipeline stored it
+
+    second = uploaded(owner_client, "chart.png", data)
+
+    new = Attachment.objects.get(pk=second["id"])
+    assert new.pk != first["id"] and new.pipeline == PIPELINE_VERSION
+    assert (second["width"], second["height"]) == (40, 30)
+    assert Image.open(storage.file_path(new.file)).convert("RGB").getpixel((0, 0)) == (128, 64, 192)
+
+
 def test_each_file_of_an_upload_gets_its_own_answer_and_a_refused_one_does_not_affect_the_others(owner_client):
     response = upload(owner_client, ("one.png", image_bytes()), ("empty.png", b""), ("two.pdf", pdf_bytes(["Two"])))
 
@@ -192,6 +213,31 @@ def test_each_file_of_an_upload_gets_its_own_answer_and_a_refused_one_does_not_a
     assert "attachment" in results[0] and "attachment" in results[2]
     assert results[1] == {"name": "empty.png", "error": "This file is empty."}
     assert Attachment.objects.count() == 2
+
+
+async def test_an_upload_is_processed_while_every_thread_of_the_event_loops_default_pool_is_busy(owner):
+    """Websocket turns and checkpoints run on the default pool (chat/db.py); an upload, which holds its thread
+    for as long as its files take to read, runs on threads of its own and cannot take theirs. (The test client
+    closes each response on the default pool, so the pool is freed once the upload is stored.)"""
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
+    released = threading.Event()
+    busy = loop.run_in_executor(None, released.wait)
+    client = AsyncClient()
+    await client.aforce_login(owner)
+    upload = asyncio.create_task(
+        client.post(reverse("attachment_upload"), {"file": SimpleUploadedFile("cat.png", image_bytes())})
+    )
+    try:
+        async with asyncio.timeout(30):
+            while not await Attachment.objects.aexists():
+                await asyncio.sleep(0.05)
+    finally:
+        released.set()
+        await busy
+        response = await upload
+
+    assert response.status_code == 200 and "attachment" in response.json()["files"][0]
 
 
 def test_the_received_files_are_deleted_once_processed(owner_client, received):
@@ -441,3 +487,4 @@ def test_the_chat_page_gives_its_script_the_file_size_limit_and_offers_every_acc
     for offered in ["image/heic", "image/avif", "image/tiff", "image/bmp", "application/pdf", ".docx", ".txt",
                     ".md", ".csv", ".json", ".py"]:
         assert offered in accept
+    assert not {".html", ".htm", ".svg", "image/svg+xml", "text/html"} & set(accept)  # always refused as markup

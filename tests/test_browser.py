@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
-from cluster import AppServer, migrate, server_env
+from cluster import AppServer, mailed_link, migrate, server_env
 
 from chat.attachments import formats
 
@@ -97,8 +97,12 @@ def page(browser):
 def sign_up_and_start_a_chat(page, server_url, username):
     page.goto(f"{server_url}/accounts/signup/")
     page.fill("#id_username", username)
-    page.fill("#id_password1", PASSWORD)
-    page.fill("#id_password2", PASSWORD)
+    page.fill("#id_email", f"{username}@example.com")
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=Check your email")
+    page.goto(mailed_link(f"{username}@example.com"))
+    page.fill("#id_new_password1", PASSWORD)
+    page.fill("#id_new_password2", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(f"{server_url}/")
     page.click(".empty-state button[type=submit]")

@@ -1,14 +1,21 @@
 """The isolation runner: untrusted files are decoded in a child under limits, a bounded number at once."""
 
+import logging
+import os
+import tempfile
 import threading
 
+import document_samples
 import pytest
 from attachment_samples import blank_png, image_bytes, tiff_bytes
 from django.core.exceptions import ValidationError
 from PIL import Image
 
-from chat.attachments import images, isolation
+from chat.attachments import isolation, storage
+from chat.attachments.formats import NOT_KNOWN
 from chat.attachments.images import image_read
+from chat.attachments.pdfs import pdf_read
+from chat.attachments.texts import MAX_TEXT_CHARACTERS
 from chat.attachments.workers.entry import OUT_OF_MEMORY
 
 
@@ -78,7 +85,7 @@ def test_an_upload_waits_for_a_turn_and_is_decoded_once_one_is_released(tmp_path
     ("outcome", "memory", "data", "sentence"),
     [
         pytest.param("success", None, image_bytes(), None, id="success"),
-        pytest.param("refusal", None, b"plain text", images.NOT_AN_IMAGE, id="refusal"),
+        pytest.param("refusal", None, b"plain text", NOT_KNOWN, id="refusal"),
         # 20 MB of address space: the child cannot even load its libraries, and dies without an answer
         pytest.param("crash", 20_000_000, image_bytes(), isolation.CRASHED, id="crash"),
     ],
@@ -132,3 +139,69 @@ def test_the_default_memory_limit_lets_a_49_megapixel_rgba_png_decode(tmp_path, 
     image = upload(tmp_path, blank_png(7000, 7000)).images[0]
 
     assert (image.width, image.height) == (1072, 1072)
+
+
+# --- what the child leaves behind: a full disk, its stderr -------------------------------------------------
+
+
+def onto_a_full_disk(*paths):
+    """Each path a link to /dev/full, where the kernel refuses every write with ENOSPC."""
+    for path in paths:
+        path.symlink_to("/dev/full")
+
+
+def test_a_full_disk_while_the_child_writes_an_image_is_the_disk_full_sentence_not_damaged(tmp_path, decode_turns):
+    source, output = tmp_path / "upload", tmp_path / "output"
+    source.write_bytes(image_bytes())
+    output.mkdir()
+    onto_a_full_disk(*(output / name for name in ("1.png", "1.jpg", "1-thumbnail.png", "1-thumbnail.jpg")))
+
+    with pytest.raises(ValidationError) as error:
+        image_read(source, output)
+
+    assert error.value.messages == [storage.DISK_FULL]
+
+
+def test_a_full_disk_while_the_child_writes_a_word_documents_text_is_the_disk_full_sentence(tmp_path, decode_turns):
+    source, output = tmp_path / "letter.docx", tmp_path / "document.txt"
+    source.write_bytes(document_samples.docx_bytes(["Dear Ana,", "See you at noon."]))
+    onto_a_full_disk(output)
+
+    with pytest.raises(ValidationError) as error:
+        isolation.isolated_run("docx", source, str(MAX_TEXT_CHARACTERS), output=output)
+
+    assert error.value.messages == [storage.DISK_FULL]
+
+
+def test_a_full_disk_while_the_child_writes_an_unlocked_pdf_is_the_disk_full_sentence(tmp_path, decode_turns):
+    source, output = tmp_path / "statement.pdf", tmp_path / "output"
+    source.write_bytes(document_samples.secured_pdf(["Balance: 1,234.56"]))
+    output.mkdir()
+    onto_a_full_disk(output / "unlocked.pdf")
+
+    with pytest.raises(ValidationError) as error:
+        pdf_read(source, output)
+
+    assert error.value.messages == [storage.DISK_FULL]
+
+
+def test_a_crashed_child_is_logged_with_the_end_of_its_stderr(tmp_path, settings, decode_turns, caplog):
+    settings.ATTACHMENT_DECODE_MEMORY_BYTES = 20_000_000  # too little to load its libraries: a traceback
+
+    with caplog.at_level(logging.WARNING, logger=isolation.__name__):
+        assert reason(tmp_path, image_bytes()) == isolation.CRASHED
+
+    [record] = caplog.records
+    assert record.getMessage().startswith("image worker exited 1: ")
+    assert "Error" in record.getMessage().splitlines()[-1]  # the traceback's last line: the exception
+
+
+def test_only_the_end_of_a_long_stderr_is_read_back():
+    """pypdf's warnings ran to 5 MB for one 3 MB PDF: the server reads only the last few kilobytes."""
+    with tempfile.TemporaryFile() as stderr:
+        stderr.write(os.urandom(5 * 1024 * 1024).hex().encode()[: 5 * 1024 * 1024])
+        stderr.write(b"the last line\n")
+
+        tail = isolation.stderr_tail(stderr)
+
+    assert len(tail) == isolation.STDERR_TAIL_BYTES and tail.endswith("the last line\n")

@@ -139,6 +139,49 @@ def test_a_signed_in_upload_declared_over_the_limit_is_refused_before_it_is_read
     assert body.sent < IN_FLIGHT
 
 
+@pytest.mark.parametrize(
+    "cookie",
+    [
+        pytest.param("sessionid=made-up-by-the-sender", id="a-made-up-session"),
+        pytest.param("notsessionid=1", id="another-cookie-ending-in-the-name"),
+        pytest.param("csrftoken=x; sessionid=", id="an-empty-session"),
+    ],
+)
+@pytest.mark.parametrize("declared", [True, False], ids=["declared", "chunked"])
+def test_an_upload_without_a_signed_in_session_gets_the_limit_of_every_other_request(
+    server, peak_before, cookie, declared
+):
+    """Only a session that exists and has someone signed in lets a body past 2.5 MB: anything else would be
+    taken in whole, only to be sent to the sign-in page."""
+    body = CountedBody(HUGE)
+    headers = {"Cookie": cookie, "Content-Type": "multipart/form-data; boundary=x"}
+    if declared:
+        headers["Content-Length"] = str(HUGE)
+
+    response = httpx2.post(f"{server.url}/attachments/", content=iter(body), headers=headers)
+
+    assert response.status_code == 413 and response.json() == {"error": REQUEST_REFUSAL}
+    assert body.sent < LIMITS["/attachments/"] + IN_FLIGHT
+
+
+def test_a_signed_out_session_gets_the_limit_of_every_other_request(server, peak_before, tmp_path):
+    """Signing out deletes the session: its cookie, kept or stolen, is a made-up one from then on."""
+    leaving = Visitor(server, "leaving")
+    cookie = leaving.cookie_header
+    assert upload(leaving, junk_file(tmp_path / "small.bin", 3 * MEGABYTE)).status_code == 200  # over 2.5 MB
+    signed_out = leaving.http.post(
+        "/accounts/logout/", headers={"X-CSRFToken": leaving.http.cookies["csrftoken"], "Referer": ORIGIN}
+    )
+    assert signed_out.status_code == 302
+
+    response = httpx2.post(
+        f"{server.url}/attachments/", content=iter(CountedBody(HUGE)),
+        headers={"Cookie": cookie, "Content-Length": str(HUGE)},
+    )
+
+    assert response.status_code == 413 and response.json() == {"error": REQUEST_REFUSAL}
+
+
 def test_after_every_refusal_the_server_still_serves_pages_and_uploads(server, visitor, peak_before, tmp_path):
     for path in ("/", "/attachments/"):
         httpx2.post(f"{server.url}{path}", content=iter(CountedBody(HUGE)), headers={"Content-Length": str(HUGE)})

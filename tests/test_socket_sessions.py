@@ -35,7 +35,7 @@ async def browser_socket():
         client = Client()
         await asyncio.to_thread(client.force_login, user)
         cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
-        headers = [(b"origin", ORIGIN), (b"cookie", cookie)]
+        headers = [(b"origin", ORIGIN), (b"host", b"127.0.0.1"), (b"cookie", cookie)]
         socket = WebsocketCommunicator(application, f"/ws/conversations/{conversation.pk}/", headers=headers)
         opened.append(socket)
         accepted, _ = await socket.connect()

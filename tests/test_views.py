@@ -1,4 +1,5 @@
-"""The HTTP pages around the chat: sign-up, the chat page, and conversation create / rename / delete."""
+"""The HTTP pages around the chat: the chat page, and conversation create / rename / delete (sign-up: the
+test_accounts_* files)."""
 
 import pytest
 from django.urls import reverse
@@ -7,25 +8,6 @@ from chat import services
 from chat.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db
-
-
-def test_sign_up_creates_the_user_and_signs_them_in(client, django_user_model):
-    response = client.post(
-        reverse("sign_up"),
-        {"username": "newcomer", "password1": "correct-horse-battery", "password2": "correct-horse-battery"},
-    )
-
-    assert response.status_code == 302
-    assert django_user_model.objects.filter(username="newcomer").exists()
-    assert client.get(reverse("home")).status_code == 200
-
-
-def test_sign_up_refuses_a_weak_password(client, django_user_model):
-    response = client.post(reverse("sign_up"), {"username": "weak", "password1": "123", "password2": "123"})
-
-    assert response.status_code == 200
-    assert not django_user_model.objects.filter(username="weak").exists()
-    assert "too short" in response.content.decode()
 
 
 @pytest.mark.parametrize("name", ["home", "conversation_create"])

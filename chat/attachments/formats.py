@@ -1,14 +1,20 @@
 """What an uploaded file is, from its bytes, and the sentence that says why a format is refused.
 
 The content decides, never the name or the type the browser declares: a PDF renamed `.png` is a PDF, a
-Python script named `notes` is text. Each format that is refused gets its own sentence saying what the file is
-and what to do instead, so every such sentence and the check that leads to it live here, in one place.
+Python script named `notes` is text. Each format that is refused for what it is gets its own sentence saying
+what the file is and what to do instead, here, beside the check that leads to it. A file of an accepted format
+that can't be used is refused by the module that finds out: services.py (empty, over the size limit),
+readers.py (no text, a PDF too big for a request), images.py (damaged, too many pixels or frames), pdfs.py and
+texts.py (too long), workers/pdf_text.py and workers/docx_text.py (damaged), isolation.py and workers/entry.py
+(busy, too slow, out of memory, crashed) and storage.py (a full disk).
 
-Text is any file that decodes, whole, as UTF-8 (a byte order mark allowed), as UTF-16 with a byte order mark,
-or else as Windows-1252 with no control character but tab and line breaks (what older Windows programs, Excel
-among them, save as "CSV"); and has no NUL character. Whatever its extension: Markdown, CSV, JSON, logs and
-source code are all text to the model. HTML pages and SVG drawings are text too, but refused as markup: the
-model would read their tags, not what they show.
+Text is any file that decodes, whole, as UTF-8 (a byte order mark allowed), as UTF-16 or UTF-32 with a byte
+order mark, as UTF-16 without one when a quarter or more of its 16-bit units have a NUL byte on one side (Latin-script
+text saved by some Windows tools), or else as Windows-1252 (what older Windows programs, Excel among them, save
+as "CSV"); and has no NUL character. An encoding that is guessed (UTF-16 without a mark, Windows-1252) must
+also give no control character but tab and line breaks, since almost any bytes decode as Windows-1252.
+Whatever its extension: Markdown, CSV, JSON, logs and source code are all text to the model. HTML pages and
+SVG drawings are text too, but refused as markup: the model would read their tags, not what they show.
 """
 
 import codecs
@@ -29,8 +35,9 @@ class Format(enum.Enum):
     ZIP = "zip"
 
 
-# What a stored file's name ends with, by its media type.
+# What a stored file's name ends with, by its media type; and back (a thumbnail's row has no media type).
 SUFFIXES = {"image/jpeg": ".jpg", "image/png": ".png", "application/pdf": ".pdf", "text/plain": ".txt"}
+MEDIA_TYPES = {suffix: media_type for media_type, suffix in SUFFIXES.items()}
 
 # The bytes a format is told by: PDF readers look for the header anywhere in the first kilobyte; the others
 # start their file. Read once from the head of the file.
@@ -125,14 +132,24 @@ SIGNATURES: tuple[tuple[bytes, Format | str], ...] = (
     (b"\xca\xfe\xba\xbe", PROGRAM.format("a macOS executable or Java class")),
     (b"\x00asm", PROGRAM.format("WebAssembly")),
 )
+# The comments before the root element are taken possessively (`*+`): a lazy `.*?` that may also swallow the
+# next comment's `-->` gives the engine 2**n ways to split n comments, tried one by one when no root follows
+# (25 comments took 3.5 s, in the server process, holding the GIL).
 MARKUP = re.compile(
-    r"\A\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+)?(?P<root>html|svg)[\s>]",
+    r"\A\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*+<(?:!doctype\s+)?(?P<root>html|svg)[\s>]",
     re.IGNORECASE | re.DOTALL,
 )
-BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
-# No text holds a NUL character. Almost any bytes decode as Windows-1252, so text read that way may hold no
-# control character at all but these.
+# UTF-32's marks first: UTF-32-LE's starts with UTF-16-LE's.
+BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
+)
+# Encodings read without a byte order mark to say so, in which text may hold no control character but these.
+GUESSED = {"utf-16-le", "utf-16-be", "cp1252"}
 TEXT_CONTROLS = {"\t", "\n", "\r", "\f"}
+# UTF-16 without a byte order mark: at least this share of its 16-bit units has a NUL byte (Latin letters,
+# digits, spaces and line breaks all do), on one side only but for a few (U+0100, U+4E00 and the like).
+UTF16_NUL_UNITS = 0.25
 
 
 def file_format(path: Path) -> Format:
@@ -163,7 +180,10 @@ def text_encoding(head: bytes) -> str | None:
 
     `head` may end in the middle of a character; the rest of the file is checked as it is read (texts.py).
     """
-    encodings = next(([encoding] for bom, encoding in BOMS if head.startswith(bom)), ["utf-8", "cp1252"])
+    encodings = next(([encoding] for bom, encoding in BOMS if head.startswith(bom)), None)
+    if encodings is None:
+        utf16 = _utf16_without_bom(head)
+        encodings = [utf16] if utf16 else ["utf-8", "cp1252"]
     for encoding in encodings:
         try:
             text = codecs.getincrementaldecoder(encoding)().decode(head)
@@ -177,9 +197,20 @@ def text_encoding(head: bytes) -> str | None:
 def text_is_clean(text: str, encoding: str) -> bool:
     if "\x00" in text:
         return False
-    if encoding != "cp1252":
+    if encoding not in GUESSED:
         return True
     return not any(unicodedata.category(char) == "Cc" and char not in TEXT_CONTROLS for char in set(text))
+
+
+def _utf16_without_bom(head: bytes) -> str | None:
+    """"utf-16-le" or "utf-16-be" when the NUL bytes of `head` say it is UTF-16 (see UTF16_NUL_UNITS)."""
+    units = len(head) // 2
+    low, high = head[0 : 2 * units : 2].count(0), head[1 : 2 * units : 2].count(0)
+    if units and high >= UTF16_NUL_UNITS * units and low <= high * UTF16_NUL_UNITS:
+        return "utf-16-le"
+    if units and low >= UTF16_NUL_UNITS * units and high <= low * UTF16_NUL_UNITS:
+        return "utf-16-be"
+    return None
 
 
 def _accepted(answer: Format | str) -> Format:

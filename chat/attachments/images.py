@@ -18,6 +18,7 @@ from pathlib import Path
 
 from django.core.exceptions import ValidationError
 
+from chat.attachments.formats import NOT_KNOWN, Format, file_format
 from chat.attachments.isolation import isolated_run
 
 # What is decoded: a 50 MP frame takes 150-200 MB as 8-bit RGB(A).
@@ -31,10 +32,6 @@ MAX_FRAMES = 500
 MAX_TIFF_PAGES = 20
 IMAGE_PIXELS_PER_TOKEN = 750
 
-NOT_AN_IMAGE = (
-    "This file can't be attached: it isn't an image (JPEG, PNG, GIF, WebP, HEIC, AVIF, TIFF or BMP), a PDF, "
-    "a Word document (.docx) or a text file. Save it as one of those and attach it again."
-)
 DAMAGED = (
     "This image is damaged or incomplete, so it can't be read. "
     "Export or download it again and attach the new copy."
@@ -69,7 +66,7 @@ def image_read(source: Path, output: Path) -> ImagesRead:
     limits = (MAX_DECODED_PIXELS, MAX_JPEG_HEADER_PIXELS, MAX_FRAMES, MAX_TIFF_PAGES)
     result = isolated_run("image", source, *map(str, limits), output=output)
     if "refused" in result:
-        raise ValidationError(_refusal(**result))
+        raise ValidationError(_refusal(source, **result))
     images = [
         ProcessedImage(
             output / image["name"], image["media_type"], image["width"], image["height"],
@@ -82,9 +79,11 @@ def image_read(source: Path, output: Path) -> ImagesRead:
     return ImagesRead(images, note)
 
 
-def _refusal(refused: str, **facts) -> str:
+def _refusal(source: Path, refused: str, **facts) -> str:
     if refused == "not_an_image":
-        return NOT_AN_IMAGE
+        # None of the allowed parsers took it: damaged, when it starts like an image (a JPEG's first bytes,
+        # then junk); else not an image at all, and not something else that can be attached either.
+        return DAMAGED if _has_image_signature(source) else NOT_KNOWN
     if refused == "too_many_pixels":
         which = f"Page {facts['page']} of this TIFF" if facts["page"] else "This image"
         return (
@@ -97,3 +96,10 @@ def _refusal(refused: str, **facts) -> str:
             "Attach a still image or a shorter animation."
         )
     return DAMAGED
+
+
+def _has_image_signature(source: Path) -> bool:
+    try:
+        return file_format(source) is Format.IMAGE
+    except ValidationError:
+        return False

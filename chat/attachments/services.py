@@ -2,7 +2,6 @@
 
 import hashlib
 import tempfile
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,47 +11,27 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from chat.attachments import images, storage
-from chat.attachments.formats import PACKAGE_REFUSALS, SUFFIXES, Format, file_format
-from chat.attachments.isolation import isolated_run
-from chat.attachments.limits import (
-    API_MAX_REQUEST_BYTES,
-    REQUEST_TEXT_ALLOWANCE,
-    AttachmentRefused,
-    encoded_size,
-    megabytes,
-    request_limits_check,
-)
+from chat.attachments import storage
+from chat.attachments.formats import SUFFIXES, file_format
+from chat.attachments.limits import AttachmentRefused, megabytes, request_limits_check
 from chat.attachments.names import display_name
-from chat.attachments.pdfs import pdf_read, pdf_text, pdf_tokens
-from chat.attachments.texts import MAX_TEXT_CHARACTERS, TOO_LONG, text_read, text_tokens
+from chat.attachments.readers import PIPELINE_VERSION, READERS, Processed
 from chat.models import Attachment, Conversation, Message
 
 # What an upload of bytes the owner sent before copies from the earlier row instead of processing them again.
 PROCESSED_FIELDS = (
     "kind", "sha256", "media_type", "file", "thumbnail", "size", "width", "height", "page_count", "pages",
-    "tokens", "note",
+    "tokens", "note", "pipeline",
 )
-
-
-@dataclass
-class Processed:
-    """One attachment-to-be: its fields, and the files in the scratch folder to store as its file and
-    thumbnail."""
-
-    fields: dict
-    file: Path
-    thumbnail: Path | None = None
-    page: int | None = None  # of a multi-page TIFF: in the attachment's name and its stored files' names
-    thumbnail_media_type: str = ""
 
 
 def attachments_upload(*, owner, name: str, path: Path) -> list[Attachment]:
     """Process and store one uploaded file, or raise ValidationError saying why (then nothing is stored).
 
     The file at `path` is the caller's: read, never moved or deleted. Its content decides what it is
-    (formats.py). One attachment, or one per page of a multi-page TIFF. Whatever fails after a file was stored
-    (a full disk while storing a thumbnail) deletes what this upload stored.
+    (formats.py) and which reader makes it into attachments (readers.py). One attachment, or one per page of
+    a multi-page TIFF. Whatever fails after a file was stored (a full disk while storing a thumbnail) deletes
+    what this upload stored.
     """
     size = path.stat().st_size
     if not size:
@@ -78,10 +57,11 @@ def attachments_upload(*, owner, name: str, path: Path) -> list[Attachment]:
 
 
 def _earlier_upload(owner, sha256: str) -> list[Attachment]:
-    """The rows of the owner's first upload of these bytes (one per stored file), while all its files are
-    still there."""
+    """The rows of the owner's first upload of these bytes by the current readers (one per stored file), while
+    all its files are still there. One made by older readers is not copied: the upload is read again."""
     rows: dict[str, Attachment] = {}
-    for row in Attachment.objects.filter(owner=owner, sha256=sha256).order_by("id"):
+    earlier = Attachment.objects.filter(owner=owner, sha256=sha256, pipeline=PIPELINE_VERSION)
+    for row in earlier.order_by("id"):
         rows.setdefault(row.file, row)
     names = [name for row in rows.values() for name in (row.file, row.thumbnail) if name]
     stored = all(storage.file_path(name).exists() for name in names)
@@ -116,7 +96,8 @@ def _stored(owner, name: str, sha256: str, processed: list[Processed]) -> list[A
                 stored.append(thumbnail)
             shown = f"{name} (page {item.page})" if item.page is not None else name
             rows.append(Attachment(
-                owner=owner, name=shown, sha256=sha256, file=file, thumbnail=thumbnail, **item.fields
+                owner=owner, name=shown, sha256=sha256, file=file, thumbnail=thumbnail,
+                pipeline=PIPELINE_VERSION, **item.fields,
             ))
         with transaction.atomic():
             for row in rows:
@@ -137,72 +118,6 @@ def _unreferenced_deleted(names: list[str]) -> None:
     for name in names:
         if name not in referenced:
             storage.file_delete(name)
-
-
-def _images(path: Path, scratch: Path) -> list[Processed]:
-    read = images.image_read(path, scratch)
-    return [
-        Processed(
-            {
-                "kind": Attachment.Kind.IMAGE, "media_type": image.media_type, "width": image.width,
-                "height": image.height, "size": image.path.stat().st_size, "tokens": image.tokens,
-                "note": (read.note or "") if number == 0 else "",
-            },
-            image.path, image.thumbnail_path, image.page, image.thumbnail_media_type,
-        )
-        for number, image in enumerate(read.images)
-    ]
-
-
-def _pdf(path: Path, scratch: Path) -> list[Processed]:
-    """A PDF goes to the model as it is (or unlocked), base64-encoded, so it must fit in one request once
-    encoded; one with more pages than the model reads as a PDF goes as its text."""
-    read = pdf_read(path, scratch)
-    counted = {"page_count": len(read.pages), "pages": read.pages}
-    if read.as_text:
-        text, note = pdf_text(read.pages)
-        return [_text_document(text, scratch, note=note, **counted)]
-    size = read.file.stat().st_size
-    room = API_MAX_REQUEST_BYTES - REQUEST_TEXT_ALLOWANCE
-    if encoded_size(size) > room:
-        raise ValidationError(
-            f"This PDF is {megabytes(size)}; a PDF can be at most {megabytes(room * 3 // 4)} to fit in a "
-            f"request to the model ({megabytes(API_MAX_REQUEST_BYTES)} once encoded)."
-        )
-    fields = {"kind": Attachment.Kind.PDF, "media_type": "application/pdf", "size": size}
-    return [Processed({**fields, **counted, "tokens": pdf_tokens(read.pages)}, read.file)]
-
-
-def _zip(path: Path, scratch: Path) -> list[Processed]:
-    """A Word document's text; the child says which other package a ZIP file is, and it is refused."""
-    output = scratch / "document.txt"
-    result = isolated_run("docx", path, str(MAX_TEXT_CHARACTERS), output=output)
-    if "package" in result:
-        raise ValidationError(PACKAGE_REFUSALS[result["package"]])
-    if result.get("too_long"):
-        raise ValidationError(TOO_LONG)
-    empty = "This Word document has no text (pictures in it are not read): save it as PDF and attach that."
-    return [_text_document(text_read(output, empty=empty), scratch)]
-
-
-def _text(path: Path, scratch: Path) -> list[Processed]:
-    return [_text_document(text_read(path, empty="This file has no text in it."), scratch)]
-
-
-def _text_document(text: str, scratch: Path, **fields) -> Processed:
-    """Text the model reads as a text document, stored as UTF-8 whatever it was read from."""
-    file = scratch / "text.txt"
-    file.write_bytes(text.encode("utf-8"))
-    return Processed(
-        {
-            "kind": Attachment.Kind.TEXT, "media_type": "text/plain", "size": file.stat().st_size,
-            "tokens": text_tokens(text), **fields,
-        },
-        file,
-    )
-
-
-READERS = {Format.IMAGE: _images, Format.PDF: _pdf, Format.ZIP: _zip, Format.TEXT: _text}
 
 
 def attachments_for_turn(*, conversation: Conversation, attachment_ids: list[int]) -> list[Attachment]:

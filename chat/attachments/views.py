@@ -1,5 +1,6 @@
 """Upload, and the owner-checked views that serve stored files. MEDIA_ROOT itself is never served."""
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePath
 
 from django.conf import settings
@@ -11,7 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from chat import frames, selectors
 from chat.attachments import services, storage
-from chat.attachments.formats import SUFFIXES
+from chat.attachments.formats import MEDIA_TYPES, SUFFIXES
 from chat.attachments.names import display_name
 from chat.db import db_async
 
@@ -21,6 +22,13 @@ DOWNLOADED = {"application/pdf"}
 # script, plugin or form, and not this origin's cookies or storage), loading nothing but images from here (the
 # file itself, in the browser's image viewer) and inline styles (which its image and text viewers use).
 SERVED_POLICY = "sandbox; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'"
+# An upload holds its thread while its files are parsed and read, which may mean waiting for a decode turn
+# (isolation.py) and then for the child: on the event loop's default pool, which every websocket turn and
+# checkpoint shares (chat/db.py), twenty uploads at once stalled every chat. Uploads get their own threads:
+# one per decode turn, and two to parse the next requests meanwhile; more wait here for a thread.
+UPLOAD_THREADS = ThreadPoolExecutor(
+    max_workers=settings.ATTACHMENT_DECODE_CONCURRENCY + 2, thread_name_prefix="attachment-upload"
+)
 
 
 @csrf_exempt  # checked in _upload: the middleware would parse the whole body on the thread for sync views
@@ -31,10 +39,11 @@ async def attachment_upload_view(request):
 
     A refused file does not affect the others; a file that became several attachments (a multi-page TIFF) has
     an entry for each. The request as a whole is refused, with nothing stored, only when it has too many files
-    or the disk fills while its files are received. Async, with the parsing and the processing on the thread
-    pool (each thread its own connection), so a slow upload holds none of the threads that serve pages.
+    or the disk fills while its files are received. Async, with the parsing and the processing on
+    UPLOAD_THREADS (each thread its own connection), so a slow upload holds none of the threads that serve
+    pages, websocket turns or checkpoints.
     """
-    return await db_async(_upload_answered)(request)
+    return await db_async(_upload_answered, executor=UPLOAD_THREADS)(request)
 
 
 def _upload_answered(request):
@@ -101,7 +110,7 @@ def thumbnail_response(attachment) -> FileResponse:
     """An image attachment's thumbnail (PDFs and text have none); the admin serves it to staff with this too."""
     if not attachment.thumbnail:
         raise Http404("Only images have a thumbnail.")
-    media_type = "image/png" if attachment.thumbnail.endswith(".png") else "image/jpeg"
+    media_type = MEDIA_TYPES[PurePath(attachment.thumbnail).suffix]
     return file_response(attachment.thumbnail, media_type, attachment.name)
 
 

@@ -4,6 +4,10 @@ Started by chat/attachments/isolation.py. The limits are set before anything rea
 limit turns a memory blow-up into a MemoryError, and the CPU-time limit makes the kernel stop the process with
 SIGXCPU (the parent reports it). Run with -I, this imports nothing from the project or the environment but the
 task modules beside it, which import only their parsing library; they answer with one JSON-ready dict.
+
+An OSError that carries an error number is the system's, not the file's (a parser's own OSErrors carry none):
+the tasks let it through, and this answers {"os_error": number}, which the parent words (a full disk while
+writing the output is storage.DISK_FULL there, not "damaged").
 """
 
 import json
@@ -26,6 +30,10 @@ def main() -> None:
         result = module.run(sys.stdin.buffer, *args)
     except MemoryError:
         result = {"error": OUT_OF_MEMORY}
+    except OSError as error:
+        if error.errno is None:
+            raise
+        result = {"os_error": error.errno}
     sys.stdout.write(json.dumps(result))
 
 

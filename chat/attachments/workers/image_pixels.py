@@ -72,6 +72,10 @@ def run(stdin: BinaryIO, max_decoded: str, max_jpeg_header: str, max_frames: str
         return {"refused": "not_an_image"}
     except MemoryError:
         raise  # entry.py answers it
+    except OSError as error:
+        if error.errno is not None:
+            raise  # the system's (a full disk while writing the output): entry.py answers it
+        return {"refused": "damaged"}
     except Exception:  # noqa: BLE001 - untrusted bytes: Pillow raises many types, each meaning a broken file
         return {"refused": "damaged"}
 

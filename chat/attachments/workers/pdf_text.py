@@ -27,6 +27,10 @@ def run(stdin, max_pages: str, max_characters: str, output: str) -> dict:
         return _read(io.BytesIO(stdin.read()), int(max_pages), int(max_characters), output)
     except MemoryError:
         raise  # entry.py answers it
+    except OSError as error:
+        if error.errno is not None:
+            raise  # the system's (a full disk while writing the unlocked copy): entry.py answers it
+        return {"error": DAMAGED}
     except Exception:  # noqa: BLE001 - pypdf raises many types for broken files, each meaning the same
         return {"error": DAMAGED}
 

@@ -1,0 +1,151 @@
+"""Every page carries a Content-Security-Policy that allows this site's own scripts, styles and websockets and
+nothing inline; the pages are written to need nothing more, and served attachments keep their sandbox."""
+
+from html.parser import HTMLParser
+
+import pytest
+from attachment_samples import image_bytes
+from django.test import Client
+from django.urls import reverse
+from document_samples import uploaded
+
+from chat.attachments.services import attachments_claim
+from chat.attachments.views import SERVED_POLICY
+from chat.models import ApiCall, Message
+
+pytestmark = pytest.mark.django_db
+
+
+def policy(response) -> dict[str, list[str]]:
+    directives = [part.split() for part in response["Content-Security-Policy"].split(";") if part.strip()]
+    return {name: values for name, *values in directives}
+
+
+class InlineFinder(HTMLParser):
+    """What style-src 'self' and script-src 'self' would refuse: inline scripts, <style> elements, style
+    attributes and on* handler attributes. JSON data islands (json_script) are not scripts."""
+
+    def __init__(self):
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if tag == "script" and "src" not in attributes and attributes.get("type") != "application/json":
+            self.found.append("<script> without src")
+        if tag == "style":
+            self.found.append("<style>")
+        self.found += [f"<{tag} {name}=...>" for name, _ in attrs if name == "style" or name.startswith("on")]
+
+
+def inline_parts(html: str) -> list[str]:
+    finder = InlineFinder()
+    finder.feed(html)
+    return finder.found
+
+
+@pytest.fixture
+def admin_client(django_user_model):
+    client = Client()
+    client.force_login(django_user_model.objects.create_superuser("admin", "admin@example.com", "x-admin-pass-1"))
+    return client
+
+
+@pytest.fixture
+def owner_client(owner):
+    client = Client()
+    client.force_login(owner)
+    return client
+
+
+@pytest.fixture
+def sent_image(conversation, owner, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    message = Message.objects.create(conversation=conversation, role="user", content=[{"type": "text", "text": "Hi"}])
+    [image] = uploaded(owner, "photo.png", image_bytes())
+    attachments_claim(attachments=[image], message=message)
+    ApiCall.objects.create(user=owner, conversation=conversation, message=message, model="claude-sonnet-5-5",
+                           input_tokens=10, output_tokens=5, cost="0.000105", request_id="req_1")
+    return image
+
+
+def test_a_page_allows_only_this_sites_scripts_styles_and_websockets(client):
+    response = client.get(reverse("login"))
+
+    assert policy(response) == {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "blob:"],
+        "connect-src": ["'self'", "ws://testserver", "wss://testserver"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+
+
+def test_the_websockets_allowed_are_the_requests_own_host(client, settings):
+    settings.ALLOWED_HOSTS = ["chat.example.com"]
+
+    response = client.get(reverse("login"), HTTP_HOST="chat.example.com")
+
+    assert policy(response)["connect-src"] == ["'self'", "ws://chat.example.com", "wss://chat.example.com"]
+
+
+@pytest.mark.parametrize("url_name", ["home", "conversation_detail", "user_settings", "usage"])
+def test_the_users_pages_need_nothing_inline(owner_client, conversation, sent_image, url_name):
+    args = [conversation.pk] if url_name == "conversation_detail" else []
+
+    response = owner_client.get(reverse(url_name, args=args), follow=True)
+
+    assert response.status_code == 200
+    assert "Content-Security-Policy" in response
+    assert inline_parts(response.content.decode()) == []
+
+
+@pytest.mark.parametrize("url_name", ["login", "sign_up"])
+def test_the_sign_in_pages_need_nothing_inline(client, url_name):
+    response = client.get(reverse(url_name))
+
+    assert inline_parts(response.content.decode()) == []
+
+
+@pytest.mark.parametrize("url", [
+    "/admin/", "/admin/usage/", "/admin/chat/apicall/", "/admin/chat/attachment/", "/admin/audit/auditevent/",
+    "/admin/accounts/user/add/",
+])
+def test_the_admin_pages_need_nothing_inline(admin_client, sent_image, url):
+    response = admin_client.get(url)
+
+    assert response.status_code == 200
+    assert "Content-Security-Policy" in response
+    assert inline_parts(response.content.decode()) == []
+
+
+def test_a_conversation_in_the_admin_shows_its_attachments_without_inline_styles(admin_client, conversation,
+                                                                                 sent_image):
+    response = admin_client.get(reverse("admin:chat_conversation_change", args=[conversation.pk]))
+
+    body = response.content.decode()
+    assert reverse("admin:chat_attachment_thumbnail", args=[sent_image.pk]) in body
+    assert inline_parts(body) == []
+
+
+def test_a_served_attachment_keeps_its_own_sandbox_policy(owner_client, admin_client, sent_image):
+    """django-csp leaves a response that set its own policy alone; the site's would let the file run
+    scripts from this origin."""
+    for response in (
+        owner_client.get(reverse("attachment_file", args=[sent_image.pk])),
+        owner_client.get(reverse("attachment_thumbnail", args=[sent_image.pk])),
+        admin_client.get(reverse("admin:chat_attachment_file", args=[sent_image.pk])),
+    ):
+        assert response.status_code == 200
+        assert response["Content-Security-Policy"] == SERVED_POLICY
+
+
+def test_an_outsider_gets_404_for_an_attachment_not_the_file(outsider, sent_image):
+    client = Client()
+    client.force_login(outsider)
+
+    assert client.get(reverse("attachment_file", args=[sent_image.pk])).status_code == 404
