@@ -36,7 +36,7 @@ run: migrate
 	@echo ""
 	@echo "  Claude chat is starting on http://$(HOST):$(PORT)/"
 	@echo "  Model: $$( [ -n "$$ANTHROPIC_API_KEY$$ANTHROPIC_API_KEY_FILE" ] && echo 'Anthropic API' || echo 'offline model (set ANTHROPIC_API_KEY for the real API)')"
-	@echo "  Sign up in the browser, or create an admin with: $(BIN)/python manage.py createsuperuser"
+	@echo "  Sign up in the browser (without EMAIL_URL the sign-up link is printed here), or create an admin with: $(BIN)/python manage.py createsuperuser"
 	@echo "  Admin: http://$(HOST):$(PORT)/admin/"
 	@echo ""
 	OFFLINE_MODEL_TOKENS_PER_SECOND=$${OFFLINE_MODEL_TOKENS_PER_SECOND:-60} $(BIN)/uvicorn --host $(HOST) \

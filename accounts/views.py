@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
@@ -18,6 +19,9 @@ SIGN_UP_CLOSED = {
     RegistrationPolicy.Mode.INVITE: "Sign-up here is by invitation: open the invite link you were sent, or ask an "
     "admin or your group's manager for one.",
 }
+
+# Without EMAIL_URL (`make run`) mail goes to the server's terminal, and the page says where to look.
+CONSOLE_EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 
 
 @require_http_methods(["GET", "POST"])
@@ -47,7 +51,9 @@ def sign_up_form(request, *, invite, domains):
     form = SignUpForm(request.POST or None, invite=invite)
     if request.method == "POST" and form.is_valid():
         services.sign_up_request(**form.cleaned_data, invite=invite, request=request)
-        return render(request, "accounts/sign_up_sent.html", {"email": form.cleaned_data["email"]})
+        return render(request, "accounts/sign_up_sent.html", {
+            "email": form.cleaned_data["email"], "mail_printed": settings.EMAIL_BACKEND == CONSOLE_EMAIL_BACKEND,
+        })
     return render(request, "accounts/sign_up.html", {"form": form, "invite": invite, "domains": domains})
 
 

@@ -192,3 +192,18 @@ def test_a_signed_in_user_is_sent_home(client, owner):
     client.force_login(owner)
 
     assert client.get(reverse("sign_up"))["Location"] == reverse("home")
+
+
+def test_without_a_mail_service_the_page_says_the_link_is_printed_in_the_servers_terminal(client, settings, capsys):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"  # `make run` without EMAIL_URL
+
+    response = sign_up(client, "demo", "demo@example.com")
+
+    assert "printed in the terminal where the server runs" in response.content.decode()
+    assert re.search(r"http://testserver/\S+", capsys.readouterr().out)  # the link a newcomer copies from there
+
+
+def test_with_a_mail_service_the_page_does_not_mention_the_terminal(client):
+    response = sign_up(client, "someone", "someone@example.com")
+
+    assert "terminal" not in response.content.decode()
