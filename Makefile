@@ -39,7 +39,7 @@ run: migrate
 	@echo "  Sign up in the browser (without EMAIL_URL the sign-up link is printed here), or create an admin with: $(BIN)/python manage.py createsuperuser"
 	@echo "  Admin: http://$(HOST):$(PORT)/admin/"
 	@echo ""
-	OFFLINE_MODEL_TOKENS_PER_SECOND=$${OFFLINE_MODEL_TOKENS_PER_SECOND:-60} $(BIN)/uvicorn --host $(HOST) \
+	DJANGO_BIND_HOST=$(HOST) OFFLINE_MODEL_TOKENS_PER_SECOND=$${OFFLINE_MODEL_TOKENS_PER_SECOND:-60} $(BIN)/uvicorn --host $(HOST) \
 		--port $(PORT) $(SERVER_FLAGS) $(PROXY_FLAGS) config.asgi:application
 
 test: install

@@ -2,8 +2,12 @@ import zoneinfo
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth import forms as auth_forms
 from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
 
+from accounts.mail import mail_send_later
 from accounts.models import User
 from accounts.registration import registration_policy, sign_up_allowed
 from chat.llm.registry import AUTO, model_for, models_offered
@@ -33,6 +37,19 @@ class SignUpForm(forms.Form):
             domains = ", ".join(registration_policy().domain_list) or "no domain yet"
             raise forms.ValidationError(f"Sign-up here is open to email addresses at {domains} only.")
         return email
+
+
+class PasswordResetForm(auth_forms.PasswordResetForm):
+    """Django's, its message sent from a thread (accounts/mail.py): on the request path, the time an SMTP
+    server takes to accept it told a visitor that an account has the address."""
+
+    def send_mail(self, subject_template_name, email_template_name, context, from_email, to_email,
+                  html_email_template_name=None):
+        subject = "".join(render_to_string(subject_template_name, context).splitlines())
+        message = EmailMultiAlternatives(subject, render_to_string(email_template_name, context), from_email, [to_email])
+        if html_email_template_name is not None:
+            message.attach_alternative(render_to_string(html_email_template_name, context), "text/html")
+        mail_send_later(message)
 
 
 class UserSettingsForm(forms.ModelForm):

@@ -1,10 +1,10 @@
 """Login throttling with django-axes: whose address counts, what a locked-out visitor reads, and which
-failures a successful sign-in forgives (settings: the "Sign-in" section)."""
+failures a successful sign-in or a password reset forgives (settings: the "Sign-in" section)."""
 
 import math
 
 from axes.helpers import get_cool_off
-from axes.models import AccessAttempt
+from axes.utils import reset as axes_reset
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.signals import user_logged_in
 from django.dispatch import receiver
@@ -23,9 +23,9 @@ def lockout_message(request) -> str:
     wait from now is the whole cool-off."""
     minutes = math.ceil(get_cool_off(request).total_seconds() / 60)
     return (
-        f"Too many failed sign-ins for this account or from your network. Wait {minutes} "
-        f"minute{'' if minutes == 1 else 's'} before trying again; each try before then starts the wait again. "
-        "Forgot your password? Reset it by email."
+        f"Too many failed sign-ins from your network. Wait {minutes} minute{'' if minutes == 1 else 's'} "
+        "before trying again; each try before then starts the wait again. Forgot your password? Reset it by "
+        "email, which also forgets your account's failed sign-ins."
     )
 
 
@@ -35,8 +35,16 @@ def lockout_response(request, original_response=None, credentials=None):
     return render(request, "accounts/login.html", context, status=429)
 
 
+def account_failures_forget(username: str, address: str | None = None) -> None:
+    """Forget the failed sign-ins at account `username`: from `address` only, when given."""
+    axes_reset(username=username, ip=address)
+
+
 @receiver(user_logged_in)
-def account_failures_forget(sender, request, user, **kwargs):
-    """The account's failures are forgiven once its password is shown to be known; its address's failures at
-    other accounts still count, or one valid account would reset a password spray's count."""
-    AccessAttempt.objects.filter(username=user.get_username()).delete()
+def failures_forget_on_sign_in(sender, request, user, **kwargs):
+    """Once the password is shown to be known from an address, the account's failures from there are
+    forgiven. Not its failures from elsewhere: a guesser's count would start again at each of the owner's
+    sign-ins. Nor the address's at other accounts: one valid account would reset a password spray's count."""
+    address = client_address(request) if request is not None else None
+    if address:
+        account_failures_forget(user.get_username(), address)

@@ -1,17 +1,19 @@
-"""Writes about accounts: settings, invites, and the two steps of signing up."""
+"""Writes about accounts: settings, invites, the two steps of signing up, and a password reset's end."""
 
 from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.core import signing
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.lockout import account_failures_forget
+from accounts.mail import account_mail_allowed, mail_send_later
 from accounts.models import Invite, User
 from accounts.registration import sign_up_allowed
 from audit.services import audit_record
@@ -31,14 +33,27 @@ class SignUpRefused(Exception):
 
 def user_settings_update(
     *, user: User, default_model: str, system_prompt: str, time_zone: str, monthly_cap: Decimal | None,
+    request=None,
 ) -> None:
     """New conversations take the defaults when they are created; existing ones keep their own. The cap is
-    the user's own and only ever lowers what their budgets allow (billing's admission takes the lowest)."""
+    the user's own and only ever lowers what their budgets allow (billing's admission takes the lowest); a
+    change of it is audited, like every other change to what someone may spend. The previous cap is read
+    from the database: a ModelForm has already written the new one onto `user`."""
+    previous_cap = User.objects.filter(pk=user.pk).values_list("monthly_cap", flat=True).get()
     user.default_model = default_model
     user.system_prompt = system_prompt.strip()
     user.time_zone = time_zone
     user.monthly_cap = monthly_cap
     user.save(update_fields=["default_model", "system_prompt", "time_zone", "monthly_cap"])
+    if monthly_cap != previous_cap:
+        audit_record(
+            actor=user, action="account.cap_changed", subject=user.username, request=request,
+            detail={"monthly_cap": _amount(monthly_cap), "previous": _amount(previous_cap)},
+        )
+
+
+def _amount(value: Decimal | None) -> str | None:
+    return None if value is None else f"{value:.2f}"
 
 
 def invite_create(*, created_by: User, team=None, role: str = "member", email: str = "", days: int = 7,
@@ -81,7 +96,11 @@ def sign_up_request(*, username: str, email: str, invite: Invite | None, request
       owner of a mailbox can learn that a username exists, as on any site that lets people pick usernames,
       but only by reading their own email.
 
+    Past the email limits (accounts/mail.py) nothing is sent, and the caller answers the same.
+
     The caller has checked `sign_up_allowed` (the mode is public; refusing by mode reveals nothing)."""
+    if not account_mail_allowed(address=email, request=request, purpose="sign-up"):
+        return
     existing = User.objects.filter(email__iexact=email).first()
     if existing is not None:
         _mail(email, "sign_up_account_exists", request, {
@@ -102,12 +121,13 @@ def sign_up_request(*, username: str, email: str, invite: Invite | None, request
 
 
 def _mail(address: str, template: str, request, context: dict) -> None:
-    """Send accounts/email/<template>.txt, its first line the subject; paths in `*_url` become absolute."""
+    """Send accounts/email/<template>.txt, its first line the subject, off the request path (the three kinds
+    of message must not take different times to answer); paths in `*_url` become absolute."""
     context = {
         key: request.build_absolute_uri(value) if key.endswith("_url") else value for key, value in context.items()
     }
     subject, _, body = render_to_string(f"accounts/email/{template}.txt", context).partition("\n")
-    send_mail(subject.strip(), body.strip() + "\n", None, [address])
+    mail_send_later(EmailMessage(subject.strip(), body.strip() + "\n", None, [address]))
 
 
 def sign_up_pending(token: str) -> dict:
@@ -154,3 +174,10 @@ def sign_up_complete(*, pending: dict, password: str, request) -> User:
         audit_record(actor=user, action="account.signed_up", subject=user.username, detail=detail, request=request)
     return user
 
+
+
+def password_reset_done(*, user: User, request) -> None:
+    """A reset by email has set `user`'s password: the owner of the account's mailbox is back in, so the
+    sign-in failures at this account are forgotten, as the lockout page promises."""
+    account_failures_forget(user.get_username())
+    audit_record(actor=user, action="password_reset.done", subject=user.username, request=request)

@@ -8,7 +8,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from accounts import services
-from accounts.forms import SignUpForm, UserSettingsForm
+from accounts.forms import PasswordResetForm, SignUpForm, UserSettingsForm
+from accounts.mail import account_mail_allowed
 from accounts.models import Invite, RegistrationPolicy, User
 from accounts.registration import registration_policy
 from audit.services import audit_record
@@ -38,8 +39,11 @@ def sign_up(request):
 
 @require_http_methods(["GET", "POST"])
 def sign_up_invite(request, token):
-    """An invite link works in every mode, until it is used, expires or is revoked."""
+    """An invite link works in every mode, until it is used, expires or is revoked. Someone already signed in
+    who opens a group's invite is offered to join the group (teams' join page) instead."""
     if request.user.is_authenticated:
+        if Invite.objects.filter(token=token, team__isnull=False).exists():
+            return redirect("team_join", token=token)
         return redirect("home")
     invite = Invite.objects.select_related("team").filter(token=token).first()
     if invite is None or not invite.is_usable:
@@ -80,7 +84,11 @@ def sign_up_confirm(request, token):
 
 
 class PasswordResetView(auth_views.PasswordResetView):
-    """Django's: the next page says the same whether or not an account has the address."""
+    """Django's: the next page says the same whether or not an account has the address, and comes as soon
+    whether or not a message goes out (the form mails from a thread). Past the email limits nothing is sent,
+    and the page still says the same."""
+
+    form_class = PasswordResetForm
 
     def form_valid(self, form):
         email = form.cleaned_data["email"]
@@ -89,13 +97,15 @@ class PasswordResetView(auth_views.PasswordResetView):
             actor=None, action="password_reset.requested", subject=email, detail={"accounts": accounts},
             request=self.request,
         )
+        if not account_mail_allowed(address=email, request=self.request, purpose="password reset"):
+            return redirect(self.get_success_url())
         return super().form_valid(form)
 
 
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     def form_valid(self, form):
         response = super().form_valid(form)
-        audit_record(actor=form.user, action="password_reset.done", subject=form.user.username, request=self.request)
+        services.password_reset_done(user=form.user, request=self.request)
         return response
 
 
@@ -111,7 +121,7 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 def user_settings(request):
     form = UserSettingsForm(request.POST or None, instance=request.user)
     if request.method == "POST" and form.is_valid():
-        services.user_settings_update(user=request.user, **form.cleaned_data)
+        services.user_settings_update(user=request.user, **form.cleaned_data, request=request)
         messages.success(request, "Settings saved.")
         return redirect("user_settings")
     return render(request, "accounts/settings.html", {"form": form})

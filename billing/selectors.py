@@ -121,12 +121,12 @@ def budget_limits(user, *, teams: list[Team], tree: team_selectors.Tree) -> list
 
 def team_budget_statuses(teams, tree: team_selectors.Tree) -> dict[int, BudgetStatus]:
     """Each group's budget, with this month's settled spend and the open reservations of everyone who counts
-    for it (teams.selectors.member_ids): two queries for any number of groups."""
+    for it, made while they did (teams.selectors.while_member): two queries for any number of groups."""
     members = {team.pk: team_selectors.member_ids(team.pk, tree) for team in teams}
     if not members:
         return {}
-    spent = _sums_by_team(ApiCall.objects.filter(created_at__gte=month_start()), "cost", members)
-    reserved = _sums_by_team(Reservation.objects.all(), "amount", members)
+    spent = _sums_by_team(ApiCall.objects.filter(created_at__gte=month_start()), "cost", members, tree)
+    reserved = _sums_by_team(Reservation.objects.all(), "amount", members, tree)
     return {
         team.pk: BudgetStatus(budget=team.monthly_budget, spent=spent[team.pk], reserved=reserved[team.pk])
         for team in teams
@@ -134,33 +134,41 @@ def team_budget_statuses(teams, tree: team_selectors.Tree) -> dict[int, BudgetSt
 
 
 def spend_by_team(*, since: datetime) -> list[dict]:
-    """Every group's spend since `since` (its subgroups' members included, so a department's row is the sum of
-    its own people and its teams'), costliest first: the admins' dashboard and its CSV. Three queries."""
+    """Every group's spend since `since`, by its members while members (its subgroups' members included, so a
+    department's row is the sum of its own people and its teams'), costliest first: the admins' dashboard and
+    its CSV. Three queries."""
     tree = team_selectors.team_tree()
     teams = list(Team.objects.select_related("parent"))
     if not teams:
         return []
     members = {team.pk: team_selectors.member_ids(team.pk, tree) for team in teams}
-    spent = _sums_by_team(ApiCall.objects.filter(created_at__gte=since), "cost", members)
+    spent = _sums_by_team(ApiCall.objects.filter(created_at__gte=since), "cost", members, tree)
     rows = [{"team": team, "cost": spent[team.pk]} for team in teams]
     return sorted(rows, key=lambda row: (-row["cost"], row["team"].name))
 
 
-def _sums_by_team(rows: QuerySet, field: str, members: dict[int, QuerySet]) -> dict[int, Decimal]:
-    """Sum `field` over `rows` (ledger rows or reservations) for each group's members, in one query. The
-    rows are narrowed to all those members first, so the per-user indexes serve, not a scan of everyone's."""
+def _sums_by_team(
+    rows: QuerySet, field: str, members: dict[int, QuerySet], tree: team_selectors.Tree,
+) -> dict[int, Decimal]:
+    """Sum `field` over `rows` (ledger rows or reservations) for each group, of its members while members
+    (teams.selectors.while_member), in one query. The rows are narrowed to all the groups' members first, so
+    the per-user indexes serve, not a scan of everyone's."""
     everyone = Q()
     for ids in members.values():
         everyone |= Q(user_id__in=ids)
     sums = rows.filter(everyone).order_by().aggregate(**{
-        f"team_{pk}": Sum(field, filter=Q(user_id__in=ids)) for pk, ids in members.items()
+        f"team_{pk}": Sum(field, filter=team_selectors.while_member(pk, tree)) for pk in members
     })
     return {pk: sums[f"team_{pk}"] or ZERO for pk in members}
 
 
 def calls_for_team(team: Team, tree: team_selectors.Tree, *, since: datetime) -> QuerySet[ApiCall]:
-    """The calls of everyone who counts for the group: what its usage page and CSV summarise."""
-    return ApiCall.objects.filter(user_id__in=team_selectors.member_ids(team.pk, tree), created_at__gte=since)
+    """The calls of everyone who counts for the group, made while they did: what its usage page and CSV
+    summarise, so a manager sees no one's spend from before they joined."""
+    return ApiCall.objects.filter(
+        team_selectors.while_member(team.pk, tree),
+        user_id__in=team_selectors.member_ids(team.pk, tree), created_at__gte=since,
+    )
 
 
 # What one round of our tools may add to the next request's input, beyond the model's own output: the

@@ -1,16 +1,16 @@
-import csv
 from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
 
 from django.contrib import admin
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone as django_timezone
 from django.views.decorators.http import require_GET
 
 from billing import selectors
-from config.spreadsheets import spreadsheet_safe
+from chat.llm.pricing import COST_QUANTUM
+from config.spreadsheets import csv_response
 
 CHART_WIDTH, CHART_HEIGHT = 720, 160
 DASHBOARD_PERIODS = (7, 30, 90)
@@ -30,6 +30,12 @@ def spend_chart(days: list) -> dict:
             "x": round(index * slot + slot * 0.1, 2), "width": round(slot * 0.8, 2),
         })
     return {"width": CHART_WIDTH, "height": CHART_HEIGHT, "bars": bars, "peak": peak}
+
+
+def cost_cell(cost: Decimal) -> Decimal:
+    """A summed cost for a CSV, to the micro-dollar as the ledger stores each call's (and as the api-calls
+    export writes it): a sum on SQLite comes back with fifteen digits (42.1700000000000)."""
+    return Decimal(cost).quantize(COST_QUANTUM)
 
 
 def _percent(part: float, whole: float) -> float | None:
@@ -97,16 +103,14 @@ def admin_usage_by_team_csv(request):
     """Every group's spend over the dashboard's period, as a spreadsheet."""
     _admin_ledger_reader(request)
     days, first = _dashboard_period(request)
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="usage-by-group-{first:%Y%m%d}-{days}d.csv"'
-    writer = csv.writer(response)
-    writer.writerow(["group", "parent", "spend", "monthly_budget"])
-    for row in selectors.spend_by_team(since=_midnight(first)):
-        team = row["team"]
-        writer.writerow([spreadsheet_safe(cell) for cell in (
-            team.name, team.parent.name if team.parent else "", row["cost"], team.monthly_budget,
-        )])
-    return response
+    rows = (
+        (row["team"].name, row["team"].parent.name if row["team"].parent else "", cost_cell(row["cost"]),
+         row["team"].monthly_budget)
+        for row in selectors.spend_by_team(since=_midnight(first))
+    )
+    return csv_response(
+        f"usage-by-group-{first:%Y%m%d}-{days}d.csv", ["group", "parent", "spend", "monthly_budget"], rows,
+    )
 
 
 def _midnight(day: date) -> datetime:

@@ -157,7 +157,7 @@ else:
     # The pool checks a connection before lending it, replacing one the server dropped.
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
-REDIS_URL = env.str("REDIS_URL", default="")
+REDIS_URL = env_secret("REDIS_URL")
 # Every key this app writes to Redis (channel layer and cache) starts with this, so two deployments (or two
 # test runs) sharing one Redis never deliver to each other or share rate-limit counters.
 REDIS_PREFIX = env.str("REDIS_PREFIX", default="claudechat")
@@ -221,18 +221,31 @@ if REGISTRATION_MODE not in ("closed", "invite", "domains", "open"):
 REGISTRATION_DOMAINS = env.list("REGISTRATION_DOMAINS", default=[])
 # A sign-up's confirmation link (mailed to the address given) stops working after this many hours.
 SIGN_UP_LINK_HOURS = env.int("SIGN_UP_LINK_HOURS", default=48)
-# django-axes: after LOGIN_FAILURE_LIMIT failed sign-ins for one account, or from one client address, that
-# account or address is refused for LOGIN_COOLOFF_MINUTES, counted again from each refused try.
+# Sign-up and password-reset emails (accounts/mail.py), together: at most this many an hour to one address
+# and from one client address (an IPv6 client's /64). Beyond them the pages answer the same, nothing is sent,
+# and the server logs it.
+ACCOUNT_EMAILS_PER_ADDRESS_PER_HOUR = env.int("ACCOUNT_EMAILS_PER_ADDRESS_PER_HOUR", default=3)
+ACCOUNT_EMAILS_PER_CLIENT_PER_HOUR = env.int("ACCOUNT_EMAILS_PER_CLIENT_PER_HOUR", default=20)
+if min(ACCOUNT_EMAILS_PER_ADDRESS_PER_HOUR, ACCOUNT_EMAILS_PER_CLIENT_PER_HOUR) < 1:
+    raise ImproperlyConfigured(
+        "ACCOUNT_EMAILS_PER_ADDRESS_PER_HOUR and ACCOUNT_EMAILS_PER_CLIENT_PER_HOUR must be at least 1."
+    )
+# django-axes: after LOGIN_FAILURE_LIMIT failed sign-ins from one client address (at any accounts), that address
+# is refused, and after as many failed sign-ins at one account (from any addresses), that account is, each for
+# LOGIN_COOLOFF_MINUTES, counted again from each refused try: a guesser with many addresses still gets only
+# LOGIN_FAILURE_LIMIT tries at an account. Someone who keeps an account locked on purpose cannot keep its owner
+# out: a completed password reset forgets the account's failures (accounts/services.py) and lifts the lock,
+# which the lockout page says.
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.int("LOGIN_COOLOFF_MINUTES", default=15) / 60  # a float: hours, to axes
 if AXES_FAILURE_LIMIT < 1 or AXES_COOLOFF_TIME <= 0:
     raise ImproperlyConfigured("LOGIN_FAILURE_LIMIT and LOGIN_COOLOFF_MINUTES must be at least 1.")
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
 # The address is REMOTE_ADDR, never a header the client writes: uvicorn sets REMOTE_ADDR from X-Forwarded-For
 # only for the proxies TRUSTED_PROXY_IPS names (Hardening, below).
 AXES_CLIENT_IP_CALLABLE = "accounts.lockout.client_address"
 AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
-# A successful sign-in forgives that account's failures only (accounts/lockout.py), not its address's: axes's
+# A successful sign-in forgives that account's failures from that address only (accounts/lockout.py): axes's
 # own reset would also clear the address, letting one valid account reset the count of a password spray.
 AXES_RESET_ON_SUCCESS = False
 
@@ -287,6 +300,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
         "chat": {"handlers": ["console"], "level": env.str("CHAT_LOG_LEVEL", default="INFO")},
+        "accounts": {"handlers": ["console"], "level": env.str("CHAT_LOG_LEVEL", default="INFO")},
     },
 }
 
@@ -386,6 +400,16 @@ TEAMS_MANAGERS_SET_BUDGET = env.bool("TEAMS_MANAGERS_SET_BUDGET", default=False)
 TRUSTED_PROXY_IPS = env.list("TRUSTED_PROXY_IPS", default=[])
 if TRUSTED_PROXY_IPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# The address uvicorn listens on (`make run HOST=...` passes it on). DEBUG on an address other machines reach
+# serves them debug pages whatever DJANGO_ALLOWED_HOSTS says: they need only send "Host: localhost".
+BIND_HOST = env.str("DJANGO_BIND_HOST", default="127.0.0.1")
+if DEBUG and BIND_HOST not in LOOPBACK_HOSTS:
+    raise ImproperlyConfigured(
+        f"DJANGO_DEBUG is on, and the server listens on {BIND_HOST} (DJANGO_BIND_HOST, make run's HOST), which "
+        "other machines reach: debug pages would show them its settings and source. Set DJANGO_DEBUG=0 (with a "
+        "DJANGO_SECRET_KEY), or listen on 127.0.0.1 only."
+    )
 
 # Every page (django-csp): scripts and styles only from this site's static files, no inline script or style,
 # never framed. Websockets to this host are added per request (config/origins.py). Responses that set their

@@ -1,18 +1,20 @@
 """Reads about groups: the tree of groups, who counts as a member of one, and who manages which.
 
 A group's members, for its budget and its usage, are the people in it or in any group below it: a department's
-budget covers its teams. The tree is read whole, in one query, and walked in Python: there are tens or
-hundreds of groups, not millions, and a fixed number of queries matters more on the send path than a smaller
-read.
+budget covers its teams. What counts of their spend is what they spent while members (`while_member`). The
+tree is read whole, in one query, and walked in Python: there are tens or hundreds of groups, not millions,
+and a fixed number of queries matters more on the send path than a smaller read.
 """
 
 from collections import defaultdict
 
 from django.conf import settings
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Exists, OuterRef, QuerySet
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
+from accounts.models import Invite
 from teams.models import Membership, Team
 
 Tree = dict[int, int | None]
@@ -63,6 +65,16 @@ def member_ids(team_id: int, tree: Tree) -> QuerySet:
     return Membership.objects.filter(team_id__in=with_descendants(team_id, tree)).values("user_id")
 
 
+def while_member(team_id: int, tree: Tree) -> Exists:
+    """A condition on ledger rows (or any rows with `user_id` and `created_at`): made by someone who counts
+    for the group, after they joined it or a group below it. So neither the group's budget nor its managers'
+    pages take in what a person spent before they accepted an invitation, this month or any earlier one."""
+    return Exists(Membership.objects.filter(
+        team_id__in=with_descendants(team_id, tree), user_id=OuterRef("user_id"),
+        created_at__lte=OuterRef("created_at"),
+    ))
+
+
 def is_site_admin(user) -> bool:
     """Site admins manage every group, budgets included: staff who may change groups in the admin (superusers,
     or staff given the permission). A staff member without it sees no more here than in the admin."""
@@ -102,3 +114,13 @@ def team_memberships(team: Team) -> QuerySet[Membership]:
 def team_invites(team: Team) -> QuerySet:
     """The group's invitations that can still be used: the ones a manager may want to copy or revoke."""
     return team.invites.filter(used_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now())
+
+
+def invite_for_joining(token: str) -> Invite:
+    """The open invitation into a group with this token, else 404: a used, expired or revoked link, and an
+    invitation to the site with no group, all look like no link at all."""
+    invites = Invite.objects.select_related("team", "created_by")
+    invite = invites.filter(token=token, team__isnull=False).first()
+    if invite is None or not invite.is_usable:
+        raise Http404("No open invitation into a group has this link.")
+    return invite

@@ -4,6 +4,7 @@ from teams import views
 
 urlpatterns = [
     path("", views.team_list, name="team_list"),
+    path("join/<str:token>/", views.team_join, name="team_join"),
     path("<int:team_id>/", views.team_detail, name="team_detail"),
     path("<int:team_id>/usage.csv", views.team_usage_csv, name="team_usage_csv"),
     path("<int:team_id>/members/", views.team_member_add, name="team_member_add"),

@@ -1,24 +1,28 @@
-"""The group managers' pages: their groups, and for each its usage, members, budget and invitations.
+"""The group managers' pages: their groups, and for each its usage, members, budget and invitations; and the
+page where someone accepts an invitation into a group.
 
-Every view reaches its group through `team_for_manager`, so a member, an outsider and the manager of another
-group get the same 404 on every URL here. Site admins see every group.
+Every manager's view reaches its group through `team_for_manager`, so a member, an outsider and the manager of
+another group get the same 404 on every URL here. Site admins see every group. People join a group only by
+accepting an invitation (`team_join`): a manager cannot put someone's spend on their page, or under their
+group's budget, without that person's consent. Adding and removing members directly is for site admins.
 """
 
-import csv
 from datetime import UTC, datetime
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone as django_timezone
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import services as account_services
 from billing import selectors as billing_selectors
-from billing.views import spend_chart
-from config.spreadsheets import spreadsheet_safe
+from billing.views import cost_cell, spend_chart
+from config.spreadsheets import csv_response
 from teams import selectors, services
 from teams.forms import InviteForm, MemberAddForm, MemberRoleForm, TeamBudgetForm
 from teams.models import Membership
@@ -46,6 +50,7 @@ def _team_page(request, team, *, status=200, **forms):
     calls = billing_selectors.calls_for_team(team, tree, since=since)
     totals = billing_selectors.ledger_totals(calls)
     hit_ratio = billing_selectors.cache_hit_ratio(totals)
+    is_site_admin = selectors.is_site_admin(request.user)
     may_set_budget = selectors.may_set_budget(request.user)
     budget_form = forms.get("budget_form") or TeamBudgetForm(initial={"monthly_budget": team.monthly_budget})
     return render(request, "teams/team_detail.html", {
@@ -63,7 +68,8 @@ def _team_page(request, team, *, status=200, **forms):
         "memberships": selectors.team_memberships(team),
         "invites": selectors.team_invites(team),
         "roles": Membership.Role.choices,
-        "add_form": forms.get("add_form") or MemberAddForm(),
+        "may_remove": is_site_admin,
+        "add_form": (forms.get("add_form") or MemberAddForm()) if is_site_admin else None,
         "budget_form": budget_form if may_set_budget else None,
         "invite_form": forms.get("invite_form") or InviteForm(),
     }, status=status)
@@ -79,6 +85,7 @@ def team_detail(request, team_id):
 @require_POST
 def team_member_add(request, team_id):
     team = selectors.team_for_manager(request.user, team_id)
+    _site_admin_only(request.user, "Group managers bring people in by invitation, which they accept.")
     form = MemberAddForm(request.POST)
     if not form.is_valid():
         return _team_page(request, team, status=400, add_form=form)
@@ -108,6 +115,7 @@ def team_member_role(request, team_id, membership_id):
 @require_POST
 def team_member_remove(request, team_id, membership_id):
     team = selectors.team_for_manager(request.user, team_id)
+    _site_admin_only(request.user, "Only site admins remove members: their spend leaves the group's total.")
     membership = get_object_or_404(team.memberships.select_related("user"), pk=membership_id)
     services.membership_remove(membership=membership, by=request.user, request=request)
     messages.success(request, f"{membership.user} is no longer in {team}.")
@@ -141,7 +149,7 @@ def team_invite_create(request, team_id):
         created_by=request.user, team=team, role=form.cleaned_data["role"], email=form.cleaned_data["email"],
         request=request,
     )
-    messages.success(request, f"Invitation link, to send yourself: {request.build_absolute_uri(invite.url)}")
+    messages.success(request, f"Invitation link, to send yourself: {_join_link(request, invite)}")
     return redirect("team_detail", team_id=team.pk)
 
 
@@ -158,19 +166,52 @@ def team_invite_revoke(request, team_id, invite_id):
 @login_required
 @require_GET
 def team_usage_csv(request, team_id):
-    """The group's usage in a month (this one, or `?month=2026-11`), one row per day, member and model."""
+    """The group's usage in a month (this one, or `?month=2026-11`), one row per day, member and model, of its
+    members while members."""
     team = selectors.team_for_manager(request.user, team_id)
     since = _month(request.GET.get("month"))
     calls = billing_selectors.calls_for_team(team, selectors.team_tree(), since=since).filter(
         created_at__lt=billing_selectors.next_month_start(since),
     )
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="group-{team.pk}-usage-{since:%Y-%m}.csv"'
-    writer = csv.writer(response)
-    writer.writerow(["day", "member", *CSV_COLUMNS[2:]])
-    for row in billing_selectors.usage_by_day_member_model(calls):
-        writer.writerow([spreadsheet_safe(row[column]) for column in CSV_COLUMNS])
-    return response
+    rows = (
+        [*(row[column] for column in CSV_COLUMNS[:-1]), cost_cell(row["cost"])]
+        for row in billing_selectors.usage_by_day_member_model(calls)
+    )
+    return csv_response(f"group-{team.pk}-usage-{since:%Y-%m}.csv", ["day", "member", *CSV_COLUMNS[2:]], rows)
+
+
+@require_http_methods(["GET", "POST"])
+def team_join(request, token):
+    """An invitation into a group, opened by someone who may already have an account here. Signed in, they
+    see the group and its budget and join only by accepting (POST); signed out, they may sign up with the
+    invitation or log in and come back."""
+    invite = selectors.invite_for_joining(token)
+    if not request.user.is_authenticated:
+        if request.method == "POST":
+            return redirect_to_login(request.path)
+        return render(request, "teams/join.html", {"invite": invite})
+    if invite.email and invite.email.lower() != request.user.email.lower():
+        return render(request, "teams/join.html", {"invite": invite, "wrong_address": True}, status=403)
+    joined = None
+    if request.method == "POST":
+        joined = services.invite_accept(invite=invite, user=request.user, request=request)
+        if joined is None:
+            raise Http404("This invitation was used meanwhile.")
+    return render(request, "teams/join.html", {
+        "invite": invite, "joined": joined,
+        "budget_status": billing_selectors.team_budget_statuses([invite.team], selectors.team_tree())[
+            invite.team.pk],
+    })
+
+
+def _join_link(request, invite) -> str:
+    """The link a manager sends: it works for someone with an account and for someone without (team_join)."""
+    return request.build_absolute_uri(reverse("team_join", args=[invite.token]))
+
+
+def _site_admin_only(user, why: str) -> None:
+    if not selectors.is_site_admin(user):
+        raise PermissionDenied(why)
 
 
 def _role_said(membership: Membership) -> str:

@@ -178,14 +178,19 @@ def server_env(**overrides) -> dict:
     return env
 
 
-def mailed_link(address: str) -> str:
-    """The first link in the newest email this run's servers sent to `address`."""
-    for path in sorted(RUN_MAIL_DIR.glob("*.log"), key=lambda path: path.stat().st_mtime_ns, reverse=True):
-        for message in reversed(path.read_text().split("-" * 79)):
-            headers, _, body = message.strip().partition("\n\n")
-            if f"\nTo: {address}\n" in f"\n{headers}\n":
-                return re.search(r"https?://\S+", body).group(0)
-    raise AssertionError(f"no email to {address} in {RUN_MAIL_DIR}")
+def mailed_link(address: str, wait: float = 20) -> str:
+    """The first link in the newest email this run's servers sent to `address`; mail goes out on a thread just
+    after the page answers (accounts/mail.py), so it is looked for until it arrives."""
+    deadline = time.monotonic() + wait
+    while True:
+        for path in sorted(RUN_MAIL_DIR.glob("*.log"), key=lambda path: path.stat().st_mtime_ns, reverse=True):
+            for message in reversed(path.read_text().split("-" * 79)):
+                headers, _, body = message.strip().partition("\n\n")
+                if f"\nTo: {address}\n" in f"\n{headers}\n":
+                    return re.search(r"https?://\S+", body).group(0)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no email to {address} in {RUN_MAIL_DIR}")
+        time.sleep(0.1)
 
 
 class Visitor:

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts import services
+from accounts.mail import mail_sent_wait
 from accounts.models import Invite, RegistrationPolicy, User
 from audit.models import AuditEvent
 from teams.models import Membership, Team
@@ -29,9 +30,16 @@ def closed_registration():
     RegistrationPolicy.objects.update_or_create(id=1, defaults={"mode": "closed"})
 
 
+def link_request(client, invite, username="invitee", email="invitee@example.com"):
+    """The invite's form, answered once the email it sends from a thread has gone out."""
+    response = client.post(invite.url, {"username": username, "email": email})
+    mail_sent_wait()
+    return response
+
+
 def accept(client, invite, username="invitee", email="invitee@example.com"):
     """Follow the invite link to the end: the form, the emailed link, the password."""
-    response = client.post(invite.url, {"username": username, "email": email})
+    response = link_request(client, invite, username, email)
     if response.status_code != 200 or not mail.outbox:
         return response
     path = re.search(r"http://testserver(/\S+)", mail.outbox[-1].body).group(1)
@@ -90,7 +98,7 @@ def test_a_revoked_an_expired_and_a_used_invite_are_each_refused_with_nothing_cr
     spoil(invite, admin_user)
 
     page = client.get(invite.url)
-    response = client.post(invite.url, {"username": "invitee", "email": "invitee@example.com"})
+    response = link_request(client, invite)
 
     assert page.status_code == response.status_code == 404
     assert "can no longer be used" in page.content.decode() and 'name="username"' not in page.content.decode()
@@ -101,7 +109,7 @@ def test_a_revoked_an_expired_and_a_used_invite_are_each_refused_with_nothing_cr
 @pytest.mark.parametrize("spoil", [revoked, expired, used])
 def test_an_invite_spoilt_after_its_link_was_mailed_creates_nothing(client, admin_user, spoil):
     invite = services.invite_create(created_by=admin_user)
-    client.post(invite.url, {"username": "invitee", "email": "invitee@example.com"})
+    link_request(client, invite)
     spoil(invite, admin_user)
 
     path = re.search(r"http://testserver(/\S+)", mail.outbox[-1].body).group(1)
@@ -117,8 +125,8 @@ def test_an_unknown_token_is_a_404(client):
 
 def test_one_invite_creates_one_account_though_two_links_were_mailed(client, admin_user):
     invite = services.invite_create(created_by=admin_user)
-    client.post(invite.url, {"username": "first", "email": "first@example.com"})
-    client.post(invite.url, {"username": "second", "email": "second@example.com"})
+    link_request(client, invite, "first", "first@example.com")
+    link_request(client, invite, "second", "second@example.com")
     first, second = (re.search(r"http://testserver(/\S+)", message.body).group(1) for message in mail.outbox)
 
     assert client.post(first, {"new_password1": PASSWORD, "new_password2": PASSWORD}).status_code == 302
@@ -133,7 +141,7 @@ def test_an_invite_for_an_address_takes_only_that_address(client, admin_user):
     invite = services.invite_create(created_by=admin_user, email="Invitee@Example.com")
 
     page = client.get(invite.url).content.decode()
-    refused = client.post(invite.url, {"username": "stranger", "email": "stranger@example.com"})
+    refused = link_request(client, invite, "stranger", "stranger@example.com")
     response = accept(client, invite, email="invitee@example.com")
 
     assert 'value="Invitee@Example.com"' in page

@@ -1,5 +1,6 @@
 """The registration policy: seeded once from the environment, then the superusers' to change in the admin,
-every change audited; and who the single sign-on path may let in (`sign_up_allowed`)."""
+every change audited, and a system check that says when the environment names another mode than the stored
+one; and who the single sign-on path may let in (`sign_up_allowed`)."""
 
 import os
 import subprocess
@@ -7,11 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.core import checks
 from django.urls import reverse
 
 from accounts import services
 from accounts.models import RegistrationPolicy
-from accounts.registration import registration_mode, registration_policy, sign_up_allowed
+from accounts.registration import registration_policy, sign_up_allowed
 from audit.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -38,10 +40,38 @@ def staff_user(django_user_model):
 def test_the_first_value_comes_from_the_environment_and_later_ones_from_the_database(settings):
     settings.REGISTRATION_MODE, settings.REGISTRATION_DOMAINS = "domains", ["Example.com", "example.org"]
 
-    assert registration_mode() == "domains"
+    assert registration_policy().mode == "domains"
     assert registration_policy().domain_list == ["example.com", "example.org"]
     settings.REGISTRATION_MODE = "open"
-    assert registration_mode() == "domains"
+    assert registration_policy().mode == "domains"
+
+
+def mode_warnings() -> list[str]:
+    return [message.msg for message in checks.run_checks(include_deployment_checks=True)
+            if message.id == "accounts.W001"]
+
+
+def test_a_mode_in_the_environment_that_the_database_contradicts_is_a_deploy_check_warning(settings, monkeypatch):
+    """`make run` stored open on the first visit; production later sets REGISTRATION_MODE=closed."""
+    RegistrationPolicy.objects.create(id=1, mode="open")
+    monkeypatch.setenv("REGISTRATION_MODE", "closed")
+    settings.REGISTRATION_MODE = "closed"
+
+    assert mode_warnings() == [
+        ("REGISTRATION_MODE is closed, but this site's registration policy, stored in its database, is open: "
+         "open applies. The variable only sets the first value."),
+    ]
+
+
+def test_no_warning_when_they_agree_when_the_variable_is_unset_or_before_the_first_use(settings, monkeypatch):
+    monkeypatch.setenv("REGISTRATION_MODE", "invite")
+    settings.REGISTRATION_MODE = "invite"
+    assert mode_warnings() == []  # no row yet: the variable will seed it
+    RegistrationPolicy.objects.create(id=1, mode="invite")
+    assert mode_warnings() == []
+    RegistrationPolicy.objects.filter(id=1).update(mode="open")  # an admin's choice, the variable unset
+    monkeypatch.delenv("REGISTRATION_MODE")
+    assert mode_warnings() == []
 
 
 def settings_of(**env) -> str:
@@ -111,7 +141,7 @@ def test_a_superuser_changes_the_mode_in_the_admin_and_it_is_audited(client, adm
     )
 
     assert listing["Location"] == reverse("admin:accounts_registrationpolicy_change", args=[1])
-    assert response.status_code == 302 and registration_mode() == "domains"
+    assert response.status_code == 302 and registration_policy().mode == "domains"
     event = AuditEvent.objects.get(action="registration.changed")
     assert event.actor == admin_user
     assert event.detail == {

@@ -1,9 +1,12 @@
-"""A user's own monthly cap on the settings page: it can only lower the budget; empty is no cap of their own."""
+"""A user's own monthly cap on the settings page: it can only lower the budget; empty is no cap of their own;
+each change is audited."""
 
 from decimal import Decimal
 
 import pytest
 from django.urls import reverse
+
+from audit.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -28,6 +31,21 @@ def test_a_user_sets_and_clears_their_cap(client, owner):
     client.post(reverse("user_settings"), {**VALID, "monthly_cap": ""})
     owner.refresh_from_db()
     assert owner.monthly_cap is None
+
+
+def test_each_change_of_the_cap_is_audited_and_other_settings_are_not(client, owner):
+    client.force_login(owner)
+
+    client.post(reverse("user_settings"), {**VALID, "monthly_cap": "5.50"}, REMOTE_ADDR="192.0.2.1")
+    client.post(reverse("user_settings"), {**VALID, "monthly_cap": "5.5", "system_prompt": "Be brief."})
+    client.post(reverse("user_settings"), {**VALID, "monthly_cap": ""})
+
+    events = AuditEvent.objects.filter(action="account.cap_changed").order_by("id")
+    assert [(event.actor, event.subject, event.detail) for event in events] == [
+        (owner, "owner", {"monthly_cap": "5.50", "previous": None}),
+        (owner, "owner", {"monthly_cap": None, "previous": "5.50"}),
+    ]
+    assert events[0].address == "192.0.2.1"
 
 
 def test_a_negative_cap_is_refused(client, owner):

@@ -9,6 +9,7 @@ from django.core import mail, signing
 from django.urls import reverse
 
 from accounts import services
+from accounts.mail import mail_sent_wait
 from accounts.models import RegistrationPolicy, User
 from audit.models import AuditEvent
 
@@ -22,7 +23,10 @@ def policy_set(mode: str, domains: str = "") -> None:
 
 
 def sign_up(client, username: str, email: str, url: str | None = None):
-    return client.post(url or reverse("sign_up"), {"username": username, "email": email})
+    """The form's answer, once the email it sends from a thread has gone out."""
+    response = client.post(url or reverse("sign_up"), {"username": username, "email": email})
+    mail_sent_wait()
+    return response
 
 
 def mailed_path(index: int = -1) -> str:

@@ -1,11 +1,13 @@
 """Group budgets in admission: every group a user is in, and every group above those, must have room;
 alerts at 80% and 100% of a group's budget go to its managers."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError
+from django.utils import timezone
 
 from billing import selectors, services
 from billing.models import BudgetAlert, Reservation
@@ -144,6 +146,35 @@ def test_a_zero_group_budget_lets_its_members_spend_nothing(people):
     refused = refusal(people.alice)
 
     assert refused.detail.startswith("Your group Marketing has used its monthly budget of $0.00")
+
+
+def test_what_someone_spent_before_joining_a_group_does_not_count_for_it(people):
+    """Joining by an invitation must not bring the month's spend along: nobody's earlier spend blocks a
+    group they join, and a group's managers cannot be charged for it."""
+    spend(people.charlie, "499")
+    ApiCall.objects.update(created_at=timezone.now() - timedelta(seconds=5))
+    Membership.objects.create(team=people.marketing, user=people.charlie)
+    spend(people.charlie, "2")
+
+    status = selectors.team_budget_statuses([people.marketing], selectors.team_selectors.team_tree())
+
+    assert status[people.marketing.pk].spent == Decimal("2")
+    assert admit(people.bob).notice == ""
+
+
+def test_a_department_counts_a_members_spend_from_when_they_joined_any_of_its_teams(people):
+    people.company.monthly_budget = Decimal("100")
+    people.company.save()
+    spend(people.charlie, "30")  # before joining Sales: not the department's
+    ApiCall.objects.update(created_at=timezone.now() - timedelta(seconds=5))
+    Membership.objects.create(team=people.sales, user=people.charlie)
+    spend(people.charlie, "4")
+
+    rows = {row["team"].name: row["cost"] for row in selectors.spend_by_team(since=selectors.month_start())}
+    status = selectors.team_budget_statuses([people.company], selectors.team_selectors.team_tree())
+
+    assert status[people.company.pk].spent == Decimal("4")
+    assert (rows["Company"], rows["Sales"], rows["Marketing"]) == (4, 4, 0)
 
 
 def test_a_member_in_two_subgroups_counts_once_for_the_parent(people):

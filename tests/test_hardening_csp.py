@@ -5,10 +5,17 @@ from html.parser import HTMLParser
 
 import pytest
 from attachment_samples import image_bytes
+from django.contrib.auth.tokens import default_token_generator
+from django.core import signing
 from django.test import Client
 from django.urls import reverse
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 from document_samples import uploaded
 
+from accounts.mail import mail_sent_wait
+from accounts.models import RegistrationPolicy
+from accounts.services import SIGN_UP_SALT, invite_create
 from chat.attachments.services import attachments_claim
 from chat.attachments.views import SERVED_POLICY
 from chat.models import ApiCall, Message
@@ -104,10 +111,65 @@ def test_the_users_pages_need_nothing_inline(owner_client, conversation, sent_im
     assert inline_parts(response.content.decode()) == []
 
 
-@pytest.mark.parametrize("url_name", ["login", "sign_up"])
-def test_the_sign_in_pages_need_nothing_inline(client, url_name):
-    response = client.get(reverse(url_name))
+def reset_link(user, token: str | None = None) -> str:
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    return reverse("password_reset_confirm", args=[uid, token or default_token_generator.make_token(user)])
 
+
+def signed_in(client, user):
+    client.force_login(user)
+    return client
+
+
+def locked_out(client):
+    for _ in range(5):
+        client.post(reverse("login"), {"username": "owner", "password": "wrong"})
+    return client.post(reverse("login"), {"username": "owner", "password": "wrong"})
+
+
+def sign_up_link(*, tampered=False) -> str:
+    token = signing.dumps({"username": "newcomer", "email": "newcomer@example.com", "invite": None},
+                          salt=SIGN_UP_SALT)
+    return reverse("sign_up_confirm", args=[token + "x" if tampered else token])
+
+
+def closed_sign_up(client):
+    RegistrationPolicy.objects.filter(id=1).update(mode="closed")
+    return client.get(reverse("sign_up"))
+
+
+# Every page that accounts/ renders from a template, in each of its states, as the test client gets it.
+SIGN_IN_PAGES = {
+    "login": lambda client, user: client.get(reverse("login")),
+    "lockout": lambda client, user: locked_out(client),
+    "sign_up": lambda client, user: client.get(reverse("sign_up")),
+    "sign_up closed": lambda client, user: closed_sign_up(client),
+    "sign_up_invite": lambda client, user: client.get(invite_create(created_by=user).url),
+    "sign_up_sent": lambda client, user: client.post(
+        reverse("sign_up"), {"username": "newcomer", "email": "newcomer@example.com"},
+    ),
+    "sign_up_confirm": lambda client, user: client.get(sign_up_link()),
+    "sign_up_confirm refused": lambda client, user: client.get(sign_up_link(tampered=True)),
+    "password_reset": lambda client, user: client.get(reverse("password_reset")),
+    "password_reset_done": lambda client, user: client.get(reverse("password_reset_done")),
+    "password_reset_confirm": lambda client, user: client.get(reset_link(user), follow=True),
+    "password_reset_confirm used": lambda client, user: client.get(reset_link(user, "used-token"), follow=True),
+    "password_reset_complete": lambda client, user: client.get(reverse("password_reset_complete")),
+    "password_change": lambda client, user: signed_in(client, user).get(reverse("password_change")),
+    "password_change_done": lambda client, user: signed_in(client, user).get(reverse("password_change_done")),
+    "user_settings": lambda client, user: signed_in(client, user).get(reverse("user_settings")),
+}
+
+
+@pytest.mark.parametrize("page", SIGN_IN_PAGES)
+def test_the_sign_in_pages_need_nothing_inline(client, owner, page):
+    RegistrationPolicy.objects.update_or_create(id=1, defaults={"mode": "open"})
+
+    response = SIGN_IN_PAGES[page](client, owner)
+    mail_sent_wait()
+
+    assert response.status_code in (200, 400, 429), response.status_code
+    assert response.templates and "Content-Security-Policy" in response
     assert inline_parts(response.content.decode()) == []
 
 

@@ -1,5 +1,5 @@
-"""Secrets may come from files; a server others can reach never runs with DEBUG; the proxy's headers are
-believed only when the deployment names the proxy."""
+"""Secrets may come from files; a server others can reach, by its host names or the address it listens on,
+never runs with DEBUG; the proxy's headers are believed only when the deployment names the proxy."""
 
 import json
 import os
@@ -15,7 +15,7 @@ REAL_KEY = "k" * 20 + "-production-secret-that-is-long-enough-" + "z" * 10
 # Read by the settings these tests are about; the environment running the tests must not decide them.
 VARIABLES = (
     "DJANGO_DEBUG", "DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "DATABASE_URL", "ANTHROPIC_API_KEY", "EMAIL_URL",
-    "OIDC_ISSUER", "TRUSTED_PROXY_IPS",
+    "OIDC_ISSUER", "TRUSTED_PROXY_IPS", "DJANGO_BIND_HOST", "REDIS_URL",
 )
 
 
@@ -54,12 +54,13 @@ def test_each_secret_is_read_from_its_file_without_the_trailing_newline(tmp_path
         "ANTHROPIC_API_KEY": "sk-ant-from-a-file",
         "EMAIL_URL": "smtp+tls://mailer:mail-password@mail.example.com:587",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'from-a-file.sqlite3'}",
+        "REDIS_URL": "redis://:redis-password@redis.example.com:6379/0",
     }
     for name, secret in files.items():
         (tmp_path / name).write_text(secret + "\n")
 
     read = values(
-        "SECRET_KEY", "ANTHROPIC_API_KEY", "EMAIL_HOST", "EMAIL_HOST_PASSWORD", "DATABASES",
+        "SECRET_KEY", "ANTHROPIC_API_KEY", "EMAIL_HOST", "EMAIL_HOST_PASSWORD", "DATABASES", "REDIS_URL",
         DJANGO_DEBUG="0", DJANGO_SECURE_SSL_REDIRECT="0", **{f"{name}_FILE": str(tmp_path / name) for name in files},
     )
 
@@ -67,6 +68,7 @@ def test_each_secret_is_read_from_its_file_without_the_trailing_newline(tmp_path
     assert read["ANTHROPIC_API_KEY"] == "sk-ant-from-a-file"
     assert (read["EMAIL_HOST"], read["EMAIL_HOST_PASSWORD"]) == ("mail.example.com", "mail-password")
     assert read["DATABASES"]["default"]["NAME"] == str(tmp_path / "from-a-file.sqlite3")
+    assert read["REDIS_URL"] == "redis://:redis-password@redis.example.com:6379/0"
 
 
 def test_a_secret_file_that_does_not_exist_stops_start_up(tmp_path):
@@ -120,6 +122,39 @@ def test_debug_on_this_machine_only_starts(hosts):
     env = {"DJANGO_ALLOWED_HOSTS": hosts} if hosts else {}
 
     assert values("DEBUG", DJANGO_DEBUG="1", **env) == {"DEBUG": True}
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "::", "192.168.1.5", "chat.example.com"])
+def test_debug_listening_on_an_address_other_machines_reach_stops_start_up(address):
+    """ALLOWED_HOSTS alone does not keep them out: they may send "Host: localhost"."""
+    sentence = refusal(DJANGO_DEBUG="1", DJANGO_BIND_HOST=address)
+
+    assert sentence == (
+        f"DJANGO_DEBUG is on, and the server listens on {address} (DJANGO_BIND_HOST, make run's HOST), which other "
+        "machines reach: debug pages would show them its settings and source. Set DJANGO_DEBUG=0 (with a "
+        "DJANGO_SECRET_KEY), or listen on 127.0.0.1 only."
+    )
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "localhost", "::1"])
+def test_debug_listening_on_this_machine_only_starts(address):
+    assert values("DEBUG", DJANGO_DEBUG="1", DJANGO_BIND_HOST=address) == {"DEBUG": True}
+
+
+def test_production_listens_anywhere():
+    read = values("DEBUG", DJANGO_DEBUG="0", DJANGO_SECRET_KEY=REAL_KEY, DJANGO_BIND_HOST="0.0.0.0")
+
+    assert read == {"DEBUG": False}
+
+
+def test_make_run_tells_the_settings_which_address_uvicorn_listens_on():
+    result = subprocess.run(
+        ["make", "-n", "run", "HOST=0.0.0.0"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )
+    [server_line] = [line for line in result.stdout.splitlines() if "uvicorn --host" in line]
+
+    assert "DJANGO_BIND_HOST=0.0.0.0 " in server_line.split("uvicorn --host")[0]
+    assert "uvicorn --host 0.0.0.0 " in server_line
 
 
 def test_production_serves_any_host():

@@ -2,11 +2,13 @@
 
 import csv
 import io
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import Invite
 from accounts.services import invite_create
@@ -21,6 +23,12 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def people():
     return group_personas()
+
+
+def site_admin(user):
+    user.is_staff = user.is_superuser = True
+    user.save()
+    return user
 
 
 def client_for(user) -> Client:
@@ -142,8 +150,27 @@ def test_the_group_page_makes_as_many_queries_for_one_member_as_for_six(people, 
         client.get(reverse("team_detail", args=[people.marketing.pk]))
 
 
-def test_a_manager_adds_an_existing_user_by_username_or_email(people):
+def test_a_manager_cannot_add_an_existing_user_without_their_consent(people):
+    """Adding someone puts their spend on the manager's page and their sends under the group's budget: a
+    manager invites, the person accepts. The form is refused whatever it names, so it also cannot tell which
+    usernames or addresses have accounts."""
     client = client_for(people.alice)
+    url = reverse("team_member_add", args=[people.marketing.pk])
+
+    statuses = [client.post(url, {"who": who, "role": "member"}).status_code
+                for who in ("charlie", "nobody@example.com")]
+
+    assert statuses == [403, 403]
+    assert set(Membership.objects.filter(team=people.marketing).values_list("user__username", flat=True)) == {
+        "alice", "bob"}
+    page = client.get(reverse("team_detail", args=[people.marketing.pk]))
+    add_url = reverse("team_member_add", args=[people.marketing.pk])
+    assert page.context["add_form"] is None and f'action="{add_url}"' not in page.content.decode()
+
+
+def test_a_site_admin_adds_an_existing_user_by_username_or_email(people):
+    site_admin(people.charlie)
+    client = client_for(people.charlie)
 
     url = reverse("team_member_add", args=[people.marketing.pk])
     client.post(url, {"who": "charlie", "role": "member"})
@@ -152,14 +179,15 @@ def test_a_manager_adds_an_existing_user_by_username_or_email(people):
     roles = dict(Membership.objects.filter(team=people.marketing).values_list("user__username", "role"))
     assert roles == {"alice": "manager", "bob": "member", "charlie": "member", "dave": "manager"}
     event = AuditEvent.objects.filter(action="group.member_added").order_by("id").last()
-    assert (event.actor, event.subject, event.detail["role"]) == (people.alice, "dave in Marketing",
+    assert (event.actor, event.subject, event.detail["role"]) == (people.charlie, "dave in Marketing",
                                                                    "manager")
 
 
-def test_adding_someone_without_an_account_says_so_and_adds_nobody(people):
+def test_a_site_admin_adding_someone_without_an_account_is_told_so(people):
+    site_admin(people.charlie)
     url = reverse("team_member_add", args=[people.marketing.pk])
 
-    response = client_for(people.alice).post(url, {"who": "nobody@example.com", "role": "member"})
+    response = client_for(people.charlie).post(url, {"who": "nobody@example.com", "role": "member"})
 
     assert response.status_code == 400
     assert "No account has this username or email" in response.content.decode()
@@ -180,24 +208,42 @@ def test_a_manager_changes_a_members_role_and_it_is_audited(people):
                             "previous_role": "member"}
 
 
-def test_a_manager_removes_a_member_and_it_is_audited(people):
+def test_a_manager_cannot_remove_a_member_and_is_told_to_ask_a_site_admin(people):
+    """Removing a member would free their spend from the group's total, and leave them with only the site's
+    default budget: a manager could invite people and remove them to escape the group's budget."""
+    membership = Membership.objects.get(team=people.marketing, user=people.bob)
+    client = client_for(people.alice)
+
+    response = client.post(reverse("team_member_remove", args=[people.marketing.pk, membership.pk]))
+
+    assert response.status_code == 403
+    assert Membership.objects.filter(pk=membership.pk).exists()
+    assert not AuditEvent.objects.filter(action="group.member_removed").exists()
+    page = client.get(reverse("team_detail", args=[people.marketing.pk])).content.decode()
+    assert "ask a site admin" in page
+    assert f'action="{reverse("team_member_remove", args=[people.marketing.pk, membership.pk])}"' not in page
+
+
+def test_a_site_admin_removes_a_member_and_it_is_audited(people):
+    site_admin(people.charlie)
     membership = Membership.objects.get(team=people.marketing, user=people.bob)
 
-    client_for(people.alice).post(reverse("team_member_remove", args=[people.marketing.pk, membership.pk]))
+    client_for(people.charlie).post(reverse("team_member_remove", args=[people.marketing.pk, membership.pk]))
 
     assert not Membership.objects.filter(pk=membership.pk).exists()
-    assert AuditEvent.objects.get(action="group.member_removed").subject == "bob in Marketing"
+    event = AuditEvent.objects.get(action="group.member_removed")
+    assert (event.actor, event.subject) == (people.charlie, "bob in Marketing")
 
 
 def test_a_membership_of_another_group_cannot_be_reached_through_ones_own(people):
     daves = Membership.objects.get(team=people.sales, user=people.dave)
-    client = client_for(people.alice)
 
-    removed = client.post(reverse("team_member_remove", args=[people.marketing.pk, daves.pk]))
-    promoted = client.post(reverse("team_member_role", args=[people.marketing.pk, daves.pk]),
-                           {"role": "member"})
+    demoted = client_for(people.alice).post(reverse("team_member_role", args=[people.marketing.pk, daves.pk]),
+                                            {"role": "member"})
+    removed = client_for(site_admin(people.charlie)).post(
+        reverse("team_member_remove", args=[people.marketing.pk, daves.pk]))
 
-    assert (removed.status_code, promoted.status_code) == (404, 404)
+    assert (demoted.status_code, removed.status_code) == (404, 404)
     assert Membership.objects.get(pk=daves.pk).role == "manager"
 
 
@@ -258,7 +304,8 @@ def test_a_manager_invites_someone_to_the_group_and_revokes_it(people):
 
     assert (invite.team, invite.role, invite.email, invite.created_by) == (
         people.marketing, "manager", "new@example.com", people.alice)
-    assert list(listed) == [invite] and invite.url in created.content.decode()
+    join_link = f"http://testserver{reverse('team_join', args=[invite.token])}"
+    assert list(listed) == [invite] and created.content.decode().count(join_link) == 2  # message and table
     invite.refresh_from_db()
     assert invite.revoked_at is not None and invite.status == "revoked"
     page = client.get(reverse("team_detail", args=[people.marketing.pk]))
@@ -297,6 +344,43 @@ def test_the_csv_has_a_row_per_day_member_and_model_with_formulas_neutralised(pe
     ]
 
 
+def test_the_csv_writes_costs_to_the_micro_dollar_like_the_ledgers_own_export(people):
+    spend(people.bob, "42.17")
+    spend(people.bob, "0.000123")
+
+    response = client_for(people.alice).get(reverse("team_usage_csv", args=[people.marketing.pk]))
+
+    assert list(csv.reader(io.StringIO(response.content.decode())))[1][9] == "42.170123"
+
+
+def joined_a_month_ago_after_spending(people, user, dollars):
+    """`user` spent `dollars` last month and earlier this month, and joined Marketing only now."""
+    last_month = spend(user, dollars)
+    this_month = spend(user, dollars)
+    ApiCall.objects.filter(pk=last_month.pk).update(created_at=timezone.now() - timedelta(days=35))
+    ApiCall.objects.filter(pk=this_month.pk).update(created_at=timezone.now() - timedelta(seconds=5))
+    Membership.objects.create(team=people.marketing, user=user)
+    return (timezone.now() - timedelta(days=35)).strftime("%Y-%m")
+
+
+def test_the_group_page_and_csv_show_only_what_people_spent_while_members(people):
+    """A manager sees what someone spent as a member of their group, not their history before joining."""
+    last_month = joined_a_month_ago_after_spending(people, people.charlie, "40")
+    spend(people.charlie, "2")
+    spend(people.bob, "1")
+    client = client_for(people.alice)
+
+    page = client.get(reverse("team_detail", args=[people.marketing.pk])).context
+    this_csv = client.get(reverse("team_usage_csv", args=[people.marketing.pk])).content.decode()
+    old_csv = client.get(reverse("team_usage_csv", args=[people.marketing.pk]), {"month": last_month})
+
+    assert page["totals"]["cost"] == Decimal("3") and page["budget_status"].spent == Decimal("3")
+    assert [(row["user__username"], row["cost"]) for row in page["by_member"]] == [("charlie", 2), ("bob", 1)]
+    assert sum(bar["cost"] for bar in page["chart"]["bars"]) == Decimal("3")
+    assert sorted(Decimal(row[9]) for row in list(csv.reader(io.StringIO(this_csv)))[1:]) == [1, 2]
+    assert old_csv.content.decode().splitlines()[1:] == []
+
+
 def test_the_csv_of_another_month_holds_that_months_calls_only(people):
     spend(people.bob, "1")
 
@@ -306,3 +390,12 @@ def test_the_csv_of_another_month_holds_that_months_calls_only(people):
 
     assert response.content.decode().splitlines()[1:] == []
     assert 'usage-2001-01.csv"' in response["Content-Disposition"]
+
+
+def test_a_signed_in_person_opening_a_groups_sign_up_invite_is_offered_to_join(people):
+    invite = invite_create(created_by=people.alice, team=people.marketing)
+
+    response = client_for(people.dave).get(invite.url)
+
+    assert response.status_code == 302 and response["Location"] == reverse("team_join", args=[invite.token])
+    assert not Membership.objects.filter(team=people.marketing, user=people.dave).exists()  # only on accept
