@@ -12,5 +12,13 @@ urlpatterns = [
         "conversations/<int:conversation_id>/settings/", views.conversation_settings_view,
         name="conversation_settings",
     ),
+    path(
+        "conversations/<int:conversation_id>/export.md", views.conversation_export_view, {"export_format": "md"},
+        name="conversation_export_markdown",
+    ),
+    path(
+        "conversations/<int:conversation_id>/export.json", views.conversation_export_view,
+        {"export_format": "json"}, name="conversation_export_json",
+    ),
     path("attachments/", include("chat.attachments.urls")),
 ]

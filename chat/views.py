@@ -1,10 +1,15 @@
+from itertools import islice
+
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse, HttpResponseBadRequest
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import frames, selectors, services
+from chat import exports, frames, selectors, services
 from chat.forms import ConversationSettingsForm
 from chat.llm.registry import AUTO, models_offered
 
@@ -89,3 +94,38 @@ def conversation_settings_view(request, conversation_id):
         return HttpResponseBadRequest(" ".join(error for errors in form.errors.values() for error in errors))
     services.conversation_settings_update(conversation=conversation, **form.cleaned_data)
     return redirect("conversation_detail", conversation_id=conversation.pk)
+
+
+EXPORTS = {
+    "md": (exports.markdown_parts, "text/markdown; charset=utf-8"),
+    "json": (exports.json_parts, "application/json; charset=utf-8"),
+}
+
+
+@login_required
+@require_GET
+def conversation_export_view(request, conversation_id, export_format):
+    """The conversation as a download, streamed as it is read (chat/exports.py)."""
+    conversation = selectors.conversation_for_user(request.user, conversation_id)
+    parts, content_type = EXPORTS[export_format]
+    response = StreamingHttpResponse(_served(request, parts(conversation)), content_type=content_type)
+    filename = exports.export_filename(conversation, export_format)
+    response["Content-Disposition"] = content_disposition_header(True, filename)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _served(request, parts):
+    """`parts` as the server streams it. Under ASGI a plain iterator would be read into memory whole before the
+    first byte is sent (Django warns and lists it), so there it is read in batches on the thread that serves
+    sync code, keeping the export's server-side cursors on one connection."""
+    if not isinstance(request, ASGIRequest):
+        return parts
+
+    async def batches():
+        take = sync_to_async(lambda: "".join(islice(parts, 64)), thread_sensitive=True)
+        while chunk := await take():
+            yield chunk
+
+    return batches()

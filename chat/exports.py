@@ -1,0 +1,176 @@
+"""A conversation as a download: Markdown to read, JSON to keep or import (docs/protocol.md, "Export").
+
+Both are built as a stream of text parts from two queries, whatever the conversation's length: its messages and
+its attachments' names, each read with `QuerySet.iterator()` in message order and merged as they go, so memory
+holds one message (and its attachments) at a time and a long conversation costs no more queries than a short one.
+The caller must have authorised the conversation (selectors.conversation_for_user).
+"""
+
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC
+
+from django.utils import timezone
+
+from chat.frames import USAGE_FIELDS, timestamp
+from chat.models import Attachment, Conversation, Message
+
+FORMAT = "claude-chat-export"
+VERSION = 1
+# Fields the app keeps for itself, not part of the conversation: a thinking block's signature (opaque, only
+# valid for the API account that made it) and a tool call's JSON while it streams.
+INTERNAL_BLOCK_FIELDS = ("signature", "partial_json")
+TOOL_SUMMARY_CHARS = 200
+FILES_NOTE = "Attached files are listed by name; their contents are not included in this export."
+UNSAFE_IN_FILENAMES = re.compile(r'[\x00-\x1f\x7f\\/:*?"<>|]+')
+
+STATUS_NOTES = {
+    Message.Status.STREAMING: "Still being written when exported: this is what was saved so far.",
+    Message.Status.STOPPED: "Stopped before it finished.",
+    Message.Status.FAILED: "This reply failed.",
+    Message.Status.INTERRUPTED: "Interrupted before it finished.",
+}
+
+
+def export_filename(conversation: Conversation, extension: str) -> str:
+    """The title, minus what a file system or a header would trip on; quoted by the response (RFC 6266)."""
+    stem = UNSAFE_IN_FILENAMES.sub("-", " ".join(str(conversation).split())).strip(" .-")[:80]
+    return f"{stem or f'conversation-{conversation.pk}'}.{extension}"
+
+
+def messages_with_attachments(conversation: Conversation) -> Iterator[tuple[Message, list[dict]]]:
+    """Each message in order with its attachments (in the order its content refers to them): two queries."""
+    messages = conversation.messages.order_by("id").iterator()
+    attachments = (
+        Attachment.objects.filter(message__conversation=conversation)
+        .order_by("message_id", "id")
+        .values("message_id", "id", "name", "kind", "media_type", "size")
+        .iterator()
+    )
+    pending = next(attachments, None)
+    for message in messages:
+        own = []
+        # Both streams are ordered by message id; an attachment of an earlier message cannot follow.
+        while pending is not None and pending["message_id"] <= message.pk:
+            if pending["message_id"] == message.pk:
+                own.append({key: value for key, value in pending.items() if key != "message_id"})
+            pending = next(attachments, None)
+        position = {block.get("attachment_id"): index for index, block in enumerate(message.content)}
+        own.sort(key=lambda attachment: position.get(attachment["id"], len(position)))
+        yield message, own
+
+
+# --- JSON -----------------------------------------------------------------------------------------------------
+
+
+def json_parts(conversation: Conversation) -> Iterator[str]:
+    head = {
+        "format": FORMAT,
+        "version": VERSION,
+        "exported_at": timestamp(timezone.now()),
+        "conversation": {
+            "id": conversation.pk,
+            "title": conversation.title,
+            "model": conversation.model,
+            "system_prompt": conversation.system_prompt,
+            "thinking": conversation.thinking,
+            "created_at": timestamp(conversation.created_at),
+            "updated_at": timestamp(conversation.updated_at),
+        },
+    }
+    yield json.dumps(head, ensure_ascii=False)[:-1] + ', "messages": ['
+    for index, (message, attachments) in enumerate(messages_with_attachments(conversation)):
+        yield ("," if index else "") + "\n" + json.dumps(message_record(message, attachments), ensure_ascii=False)
+    yield "\n]}\n"
+
+
+def message_record(message: Message, attachments: list[dict]) -> dict:
+    record = {
+        "id": message.pk,
+        "role": message.role,
+        "status": message.status,
+        "created_at": timestamp(message.created_at),
+        "content": [
+            {key: value for key, value in block.items() if key not in INTERNAL_BLOCK_FIELDS}
+            for block in message.content
+        ],
+        "attachments": attachments,
+    }
+    if message.role == Message.Role.ASSISTANT:
+        record |= {
+            "model": message.model,
+            "stop_reason": message.stop_reason,
+            "error": message.error,
+            "usage": {name: getattr(message, name) for name in USAGE_FIELDS},
+            "cost": f"{message.cost:.6f}",
+            "first_token_ms": message.first_token_ms,
+            "duration_ms": message.duration_ms,
+            "route_reason": message.route_reason,
+            "notices": list(message.notices),
+        }
+    return record
+
+
+# --- Markdown -------------------------------------------------------------------------------------------------
+
+
+def markdown_parts(conversation: Conversation) -> Iterator[str]:
+    """The conversation to read. Message text is kept verbatim (it is Markdown already); thinking is left out
+    (it is in the JSON export); tool steps are one line each; the title, which a user typed, is escaped so
+    it stays a heading."""
+    yield (
+        f"# {_inline(str(conversation))}\n\n"
+        f"- Model: {_inline(conversation.model)}\n"
+        f"- Created: {_when(conversation.created_at)}\n"
+        f"- Updated: {_when(conversation.updated_at)}\n"
+        f"- Exported: {_when(timezone.now())}\n\n"
+        f"_{FILES_NOTE}_\n"
+    )
+    for message, attachments in messages_with_attachments(conversation):
+        yield _message_markdown(message, attachments)
+
+
+def _message_markdown(message: Message, attachments: list[dict]) -> str:
+    who = "You" if message.role == Message.Role.USER else f"Assistant ({_inline(message.model or 'unknown model')})"
+    lines = [f"\n---\n\n## {who} · {_when(message.created_at)}\n"]
+    if note := STATUS_NOTES.get(message.status):
+        lines.append(f"> **{note}**" + (f" {_inline(message.error)}" if message.error else "") + "\n")
+    lines.extend(f"- Attached: {_inline(a['name'])} ({a['kind']}, file not included)" for a in attachments)
+    if attachments:
+        lines.append("")
+    thought = False
+    for block in message.content:
+        kind = block.get("type")
+        if kind == "text":
+            lines.append(block.get("text", "") + "\n")
+        elif kind in ("thinking", "redacted_thinking"):
+            thought = True
+        elif kind == "tool_use":
+            lines.append(f"> Tool call: {_inline(block.get('name', ''))} {_short(json.dumps(block.get('input', {})))}\n")
+        elif kind == "tool_result":
+            label = "Tool error" if block.get("is_error") else "Tool result"
+            lines.append(f"> {label}: {_short(_result_text(block.get('content')))}\n")
+    if thought:
+        lines.insert(1, "_Thinking omitted (it is in the JSON export)._\n")
+    return "\n".join(lines)
+
+
+def _result_text(content) -> str:
+    if isinstance(content, list):
+        return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return str(content or "")
+
+
+def _short(text: str) -> str:
+    text = _inline(text)
+    return text if len(text) <= TOOL_SUMMARY_CHARS else text[:TOOL_SUMMARY_CHARS] + "…"
+
+
+def _inline(text: str) -> str:
+    """One line of typed text that cannot open HTML or end the line it is on."""
+    return " ".join(text.split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _when(moment) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
