@@ -31,8 +31,8 @@ migrate: install
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py streams_recover
 
-run: migrate
-	$(BIN)/python manage.py collectstatic --no-input --verbosity 0
+run: install
+	$(BIN)/python manage.py serve_prepare
 	@echo ""
 	@echo "  Claude chat is starting on http://$(HOST):$(PORT)/"
 	@echo "  Model: $$( [ -n "$$ANTHROPIC_API_KEY$$ANTHROPIC_API_KEY_FILE" ] && echo 'Anthropic API' || echo 'offline model (set ANTHROPIC_API_KEY for the real API)')"
