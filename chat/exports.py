@@ -13,7 +13,7 @@ from datetime import UTC
 
 from django.utils import timezone
 
-from chat.frames import USAGE_FIELDS, timestamp
+from chat.frames import USAGE_FIELDS, status_shown, timestamp
 from chat.models import Attachment, Conversation, Message
 
 FORMAT = "claude-chat-export"
@@ -86,10 +86,11 @@ def json_parts(conversation: Conversation) -> Iterator[str]:
 
 
 def message_record(message: Message, attachments: list[dict]) -> dict:
+    status, error = status_shown(message)
     record = {
         "id": message.pk,
         "role": message.role,
-        "status": message.status,
+        "status": status,
         "created_at": timestamp(message.created_at),
         "content": [
             {key: value for key, value in block.items() if key not in INTERNAL_BLOCK_FIELDS}
@@ -101,7 +102,7 @@ def message_record(message: Message, attachments: list[dict]) -> dict:
         record |= {
             "model": message.model,
             "stop_reason": message.stop_reason,
-            "error": message.error,
+            "error": error,
             "usage": {name: getattr(message, name) for name in USAGE_FIELDS},
             "cost": f"{message.cost:.6f}",
             "first_token_ms": message.first_token_ms,
@@ -134,8 +135,9 @@ def markdown_parts(conversation: Conversation) -> Iterator[str]:
 def _message_markdown(message: Message, attachments: list[dict]) -> str:
     who = "You" if message.role == Message.Role.USER else f"Assistant ({_inline(message.model or 'unknown model')})"
     lines = [f"\n---\n\n## {who} · {_when(message.created_at)}\n"]
-    if note := STATUS_NOTES.get(message.status):
-        lines.append(f"> **{note}**" + (f" {_inline(message.error)}" if message.error else "") + "\n")
+    status, error = status_shown(message)
+    if note := STATUS_NOTES.get(status):
+        lines.append(f"> **{note}**" + (f" {_inline(error)}" if error else "") + "\n")
     lines.extend(f"- Attached: {_inline(a['name'])} ({a['kind']}, file not included)" for a in attachments)
     if attachments:
         lines.append("")

@@ -15,12 +15,17 @@ def timestamp(moment) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
+def status_shown(message: Message) -> tuple[str, str]:
+    """A message's status and error as every frame, page and export shows them. A reply whose process died (its
+    heartbeat is stale) shows as interrupted already, before a sweep writes it so: reads never write."""
+    if message.status == Message.Status.STREAMING and _heartbeat_stale(message):
+        return Message.Status.INTERRUPTED, INTERRUPTED_REASON
+    return message.status, message.error
+
+
 def message_payload(message: Message) -> dict:
-    """A message as every frame and page shows it. A reply whose process died (its heartbeat is stale) shows
-    as interrupted already, before a sweep writes it so: reads never write."""
-    status, error = message.status, message.error
-    if status == Message.Status.STREAMING and _heartbeat_stale(message):
-        status, error = Message.Status.INTERRUPTED, INTERRUPTED_REASON
+    """A message as every frame and page shows it (its status as status_shown says)."""
+    status, error = status_shown(message)
     payload = {
         "id": message.pk,
         "role": message.role,

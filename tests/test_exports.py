@@ -3,6 +3,7 @@ from decimal import Decimal
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from chat.models import Attachment, Message
 
@@ -90,7 +91,8 @@ def test_it_downloads_json(client, owner, conversation):
 
 def test_it_marks_replies_that_did_not_finish(client, owner, conversation):
     add_turn(conversation, status=Message.Status.INTERRUPTED)
-    add_turn(conversation, status=Message.Status.STREAMING)
+    _, live = add_turn(conversation, status=Message.Status.STREAMING)
+    Message.objects.filter(pk=live.pk).update(heartbeat_at=timezone.now())  # its process is writing it
     client.force_login(owner)
 
     body = downloaded(client, export_url(conversation, "md")).decode()
@@ -99,6 +101,19 @@ def test_it_marks_replies_that_did_not_finish(client, owner, conversation):
     assert "Interrupted before it finished." in body
     assert "Still being written when exported: this is what was saved so far." in body
     assert [m["status"] for m in exported["messages"][1::2]] == ["interrupted", "streaming"]
+
+
+def test_a_reply_whose_process_died_exports_as_interrupted_as_the_page_shows_it(client, owner, conversation):
+    _, orphaned = add_turn(conversation, status=Message.Status.STREAMING)  # no heartbeat: its process died
+    client.force_login(owner)
+
+    body = downloaded(client, export_url(conversation, "md")).decode()
+    exported = json.loads(downloaded(client, export_url(conversation, "json")))
+
+    assert "Interrupted before it finished." in body and "Still being written" not in body
+    assert exported["messages"][1]["status"] == "interrupted"
+    orphaned.refresh_from_db()
+    assert orphaned.status == Message.Status.STREAMING  # an export reads, never writes
 
 
 def test_it_checks_ownership(client, outsider, conversation):
