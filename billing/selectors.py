@@ -19,7 +19,9 @@ from billing.models import Price, Reservation
 from chat.llm.catalog import model_spec
 from chat.llm.pricing import COST_QUANTUM, MILLION, TokenUsage, usage_cost
 from chat.llm.tokens import estimate_tokens
-from chat.models import ApiCall, Attachment, Conversation
+from chat.models import ApiCall, Attachment, Conversation, Message
+from chat.selectors import Tree
+from projects.selectors import project_in_reach
 from teams import selectors as team_selectors
 from teams.models import Team
 
@@ -188,23 +190,31 @@ class RequestEstimate:
 
 def request_estimate(
     *, conversation: Conversation, text: str, model: str, attachment_ids: list[int] = (),
-    max_tokens: int | None = None, prices: Price | None = None,
+    max_tokens: int | None = None, prices: Price | None = None, tree: Tree | None = None,
 ) -> RequestEstimate:
     """An upper bound on what the next request will cost, before anything is stored or sent.
 
-    Input: the local `estimate_tokens` over the system prompt, every stored message as JSON (which counts more
-    than the API would) and the new text, plus the estimated tokens of the conversation's attachments and of
-    the new message's own (`attachment_ids`, the user's unclaimed uploads), capped at the context window, all
+    Input: the local `estimate_tokens` over the system prompt, the messages of the active path (what the
+    request sends; other branches are not sent) as JSON (which counts more than the API would) and the new
+    text, plus the estimated tokens of the path's attachments and of
+    the new message's own (`attachment_ids`, the user's unclaimed uploads), and its project's instructions and
+    files (the prefix every request of the conversation starts with, while its owner may open the project:
+    `project_in_reach`), capped at the context window, all
     at the full input price as if nothing were cached. Output: a full `max_tokens` (thinking included; by
-    default CHAT_MAX_OUTPUT_TOKENS).
+    default CHAT_MAX_OUTPUT_TOKENS). `tree`: the conversation's, when the caller has read it already.
     """
     spec = model_spec(model)
-    stored = conversation.messages.values_list("content", flat=True)
-    prompt = "".join([conversation.system_prompt, text, *(json.dumps(content) for content in stored)])
-    attachments = Attachment.objects.filter(
-        Q(message__conversation=conversation)
-        | Q(pk__in=attachment_ids, owner_id=conversation.owner_id, message__isnull=True)
+    path = (tree or Tree.of(conversation.pk)).path_to(conversation.current_leaf_id)
+    stored = Message.objects.filter(pk__in=path).values_list("content", flat=True)
+    project = project_in_reach(conversation)
+    instructions = project.instructions if project else ""
+    prompt = "".join([instructions, conversation.system_prompt, text, *map(json.dumps, stored)])
+    carried = Q(message_id__in=path) | Q(
+        pk__in=attachment_ids, owner_id=conversation.owner_id, message__isnull=True, project__isnull=True
     )
+    if project:
+        carried |= Q(project=project)
+    attachments = Attachment.objects.filter(carried)
     attachment_tokens = attachments.aggregate(total=Sum("tokens"))["total"] or 0
     input_tokens = min(estimate_tokens(prompt) + attachment_tokens, spec.context_window)
     output_tokens = max_tokens or min(settings.CHAT_MAX_OUTPUT_TOKENS, spec.max_output)

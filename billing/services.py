@@ -22,6 +22,7 @@ from chat.llm.catalog import model_spec
 from chat.llm.pricing import MILLION, TokenUsage
 from chat.models import Conversation
 from chat.refusals import Refusal
+from chat.selectors import Tree
 from teams import selectors as team_selectors
 from teams.models import Membership, Team
 
@@ -57,6 +58,7 @@ class Hold:
 
 def request_admit(
     *, user, conversation: Conversation, text: str, model: str, max_tokens: int, attachment_ids: list[int] = (),
+    conversation_tree: Tree | None = None,
 ) -> Hold:
     """What to reserve for a reply from `model` of at most `max_tokens` a request, or RequestRefused.
 
@@ -65,12 +67,12 @@ def request_admit(
     transaction. So the budgets read here (settled spend plus open reservations) and the reservation written
     with the returned Hold are one step, and concurrent sends, by one user or by several members of a group,
     cannot overspend. The budget is checked before the rate limits count the request, so a request refused for
-    its budget uses no quota.
+    its budget uses no quota. `conversation_tree`: the conversation's tree, when the caller has read it already.
     """
     prices = selectors.price_for_model(model)
     estimate = selectors.request_estimate(
         conversation=conversation, text=text, model=model, attachment_ids=attachment_ids, max_tokens=max_tokens,
-        prices=prices,
+        prices=prices, tree=conversation_tree,
     )
     teams, tree = _budget_teams_lock(user)
     limits = selectors.budget_limits(user, teams=teams, tree=tree)

@@ -8,13 +8,18 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.text import Truncator
 
 from audit.services import audit_record
 from billing import selectors as billing_selectors
 from chat.attachments.views import file_response, thumbnail_response
+from chat.frames import status_shown
 from chat.llm.tools import TOOL_NAMES
 from chat.models import ApiCall, Attachment, Conversation, Message, ToolSetting
+from chat.selectors import Tree
 from config.spreadsheets import csv_response
+from shares.models import Share
 
 
 class SystemRecordAdmin(admin.ModelAdmin):
@@ -93,16 +98,90 @@ class MessageInline(admin.TabularInline):
         return format_html('<div class="transcript-text">{}</div>', message.text)
 
 
+class ShareInline(admin.TabularInline):
+    """Who the owner shared the conversation with, read-only: a share is the owner's to make and revoke. The
+    token is left out: it is the link itself."""
+
+    model = Share
+    extra = 0
+    can_delete = False
+    fields = ("audience", "mode", "recipient_names", "created_by", "created_at", "revoked_at")
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("created_by").prefetch_related("recipients")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="recipients")
+    def recipient_names(self, share):
+        return ", ".join(sorted(user.username for user in share.recipients.all())) or "-"
+
+
+TREE_TEXT_CHARS = 80
+VERSIONS_OPENED, VERSIONS_CLOSED = mark_safe('<ul class="message-versions">'), mark_safe("</ul>")
+VERSION_OPENED, VERSION_CLOSED = mark_safe("<li>"), mark_safe("</li>")
+
+
+def message_tree(conversation: Conversation) -> SafeString:
+    """Every message of the conversation as its tree, from one query whatever its size: a line of messages
+    stays at one level; where a message has versions, each version and what follows it is a nested list, in
+    order, numbered "2 / 3". The active path (what the owner sees and the model is sent) is marked.
+
+    Built with a stack, not recursion: a long conversation edited at every turn nests as deep as it is
+    long."""
+    messages = {message.pk: message for message in conversation.messages.order_by("id")}
+    tree = Tree({message_id: message.parent_id for message_id, message in messages.items()})
+    on_path = set(tree.path_to(conversation.current_leaf_id))
+    lines: list[SafeString] = []
+    pending = _what_follows(tree.children(None))
+    while pending:
+        item = pending.pop()
+        if isinstance(item, SafeString):  # a list of versions opening or closing
+            lines.append(item)
+            continue
+        lines.append(_tree_line(messages[item], tree.siblings(item), item in on_path))
+        pending.extend(_what_follows(tree.children(item)))
+    return format_html('<div class="message-tree">{}</div>', format_html_join("", "{}", ([li] for li in lines)))
+
+
+def _what_follows(versions: list[int]) -> list[int | SafeString]:
+    """The messages answering one message, as items for the stack (popped last first): its one reply, on the
+    same level, or its versions, each in an item of a nested list."""
+    if len(versions) <= 1:
+        return list(versions)
+    items: list[int | SafeString] = [VERSIONS_CLOSED]
+    for version in reversed(versions):
+        items.extend([VERSION_CLOSED, version, VERSION_OPENED])
+    return [*items, VERSIONS_OPENED]
+
+
+def _tree_line(message: Message, versions: list[int], on_path: bool) -> SafeString:
+    text = " ".join(message.text.split()) or ", ".join(block.get("type", "?") for block in message.content)
+    version = f"{versions.index(message.pk) + 1} / {len(versions)}" if len(versions) > 1 else ""
+    return format_html(
+        '<div class="tree-message{}"><span class="tree-marker" title="{}">{}</span> '
+        '<a href="{}">#{}</a> {} · {} · {} <span class="tree-version">{}</span></div>',
+        " on-path" if on_path else "", "On the active path" if on_path else "Another version",
+        "●" if on_path else "○", reverse("admin:chat_message_change", args=[message.pk]), message.pk,
+        message.role, status_shown(message)[0], Truncator(text).chars(TREE_TEXT_CHARS) or "(empty)", version,
+    )
+
+
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
     list_display = ("__str__", "owner", "model", "message_count", "total_cost", "updated_at")
     list_filter = ("model", "updated_at")
     search_fields = ("title", "owner__username", "owner__email")
     list_select_related = ("owner",)
-    readonly_fields = ("owner", "created_at", "updated_at")
-    fields = ("owner", "title", "model", "system_prompt", "thinking", "created_at", "updated_at")
+    readonly_fields = ("owner", "created_at", "updated_at", "tree")
+    fields = ("owner", "title", "model", "system_prompt", "thinking", "created_at", "updated_at", "tree")
     date_hierarchy = "updated_at"
-    inlines = [MessageInline]
+    inlines = (ShareInline, MessageInline)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_message_count=Count("messages"), _total_cost=Sum("messages__cost"))
@@ -122,6 +201,10 @@ class ConversationAdmin(admin.ModelAdmin):
     def total_cost(self, conversation):
         return conversation._total_cost
 
+    @admin.display(description="messages as a tree")
+    def tree(self, conversation):
+        return message_tree(conversation) if conversation.pk else "-"
+
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
@@ -130,7 +213,8 @@ class MessageAdmin(admin.ModelAdmin):
     list_filter = ("status", "role", "model")
     search_fields = ("conversation__title", "conversation__owner__username")
     list_select_related = ("conversation",)
-    readonly_fields = ("conversation", "role", "rendered_content", "attachment_previews", *COMPUTED_MESSAGE_FIELDS)
+    readonly_fields = ("conversation", "parent", "role", "rendered_content", "attachment_previews",
+                       *COMPUTED_MESSAGE_FIELDS)
     exclude = ("content",)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -170,7 +254,7 @@ class ApiCallAdmin(SystemRecordAdmin):
     (templates/admin/chat/apicall/change_list.html).
     """
 
-    list_display = ("created_at", "user", "model", "status", "input_tokens", "output_tokens",
+    list_display = ("created_at", "user", "reply", "model", "status", "input_tokens", "output_tokens",
                     "cache_read_input_tokens", "cache_creation_5m_input_tokens", "cache_creation_1h_input_tokens",
                     "cost", "latency_ms", "first_token_ms", "is_retry", "is_fallback")
     list_filter = (("user", admin.RelatedOnlyFieldListFilter), "model", "created_at", "status", "is_fallback",
@@ -178,6 +262,19 @@ class ApiCallAdmin(SystemRecordAdmin):
     search_fields = ("request_id", "user__username", "conversation__title")
     list_select_related = ("user",)
     date_hierarchy = "created_at"
+    exclude = ("message",)  # shown as `reply`: a link while the message exists, "deleted" after
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = super().get_readonly_fields(request, obj)
+        return [("reply" if name == "message" else name) for name in fields]
+
+    @admin.display(description="message")
+    def reply(self, call):
+        """The message the call produced, linked while it exists: deleting a branch keeps the row."""
+        if call.message_id is None:
+            return "deleted"
+        url = reverse("admin:chat_message_change", args=[call.message_id])
+        return format_html('<a href="{}">#{}</a>', url, call.message_id)
 
     def get_urls(self):
         export = path("export.csv", self.admin_site.admin_view(self.export_csv), name="chat_apicall_export")

@@ -25,7 +25,7 @@ from chat.attachments.limits import MAX_ATTACHMENTS_PER_MESSAGE
 from chat.db import db_async
 from chat.inbound import BadFrame
 from chat.llm import registry
-from chat.models import Message
+from chat.models import Conversation, Message
 from chat.refusals import Refusal
 from chat.replies import admission, generation
 from chat.replies.fanout import fanout
@@ -247,11 +247,12 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         )
 
     async def on_regenerate(self, frame):
-        """Write the last reply again (optionally with another `model`)."""
-        await self._admit("regenerate", model=await self._model_choice(frame))
+        """Write a reply of the active path again, by default its last (optionally with another `model`): a new
+        version beside the old ones."""
+        await self._admit("regenerate", model=await self._model_choice(frame), message_id=frame["message"])
 
     async def on_edit(self, frame):
-        """Replace the text of the last user message and write its reply again."""
+        """A new version of a user message of the active path, with its reply."""
         text = frame["text"].strip()
         _check_length(text)
         await self._admit(
@@ -274,9 +275,24 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         if not await self._send_current_state(message_id=frame["message"]):
             raise BadFrame("not_found", "No such message in this conversation.")
 
+    async def on_switch(self, frame):
+        """Show another branch: every socket of the conversation gets the new path."""
+        await self._branch_change("switch", frame["message"])
+
+    async def on_delete(self, frame):
+        """Delete a message and the branch under it: every socket of the conversation gets the path left."""
+        await self._branch_change("delete", frame["message"])
+
+    async def on_tree(self, frame):
+        """Send this socket the active path as it is now (a `tree` frame without message states): a client that
+        reconnects without reloading asks for it, so a switch or a deleted branch it missed is not lost; it
+        then resumes any message it lacks."""
+        await self.send_json(await db_async(self._tree_now)())
+
     HANDLERS = {
         "send": on_send, "stop": on_stop, "resume": on_resume, "regenerate": on_regenerate, "edit": on_edit,
-        "continue": on_continue,
+        "continue": on_continue, "switch": on_switch, "delete": on_delete,
+        "tree": on_tree,
     }
 
     # --- helpers --------------------------------------------------------------------------------------
@@ -312,6 +328,16 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
                 continuing=admitted.continuing, limits=admitted.limits,
             )
 
+    async def _branch_change(self, action, message_id: int) -> None:
+        """Change the active path in one hop (a refusal is raised to `receive`; `session_ended` ends this socket
+        there), then tell every socket."""
+        frame = await db_async(admission.branch_change)(
+            user_id=self.scope["user"].pk, session_key=self.session_ref.session_key,
+            auth_hash=self.session_ref.auth_hash, conversation=self.conversation, action=action,
+            message_id=message_id,
+        )
+        await self._publish(frame)
+
     async def _publish(self, frame: dict) -> None:
         await fanout().publish(self.group, frame)
 
@@ -344,6 +370,15 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     def _send_to_self(self, event: dict) -> None:
         """Queue an event for this socket's own dispatch (after what the channel layer already holds for it)."""
         asyncio.ensure_future(self.channel_layer.send(self.channel_name, event))
+
+    def _tree_now(self) -> dict:
+        """The path as it is now, with the version read in the same row as its leaf (so the pair is one the
+        conversation held), and no message rows: the client resumes the ones it lacks."""
+        row = Conversation.objects.filter(pk=self.conversation.pk).values("current_leaf_id", "tree_version").first()
+        if row is None:
+            raise BadFrame("not_found", "This conversation no longer exists.")
+        tree = selectors.Tree.of(self.conversation.pk)
+        return frames.tree_frame(tree.path_to(row["current_leaf_id"]), tree, [], version=row["tree_version"])
 
     def _stored_payload(self, message_id: int | None) -> dict | None:
         """Reads only: a reply a dead process left shows as interrupted (chat/frames.py), the sweep writes it."""

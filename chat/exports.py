@@ -1,9 +1,12 @@
 """A conversation as a download: Markdown to read, JSON to keep or import (docs/protocol.md, "Export").
 
-Both are built as a stream of text parts from two queries, whatever the conversation's length: its messages and
-its attachments' names, each read with `QuerySet.iterator()` in message order and merged as they go, so memory
-holds one message (and its attachments) at a time and a long conversation costs no more queries than a short one.
-The caller must have authorised the conversation (selectors.conversation_for_user).
+The JSON holds the whole tree (every version of every message, each with its parent); the Markdown only the
+active path, the one the page shows. Both are built as a stream of text parts from a fixed number of
+queries, whatever the conversation's length: its messages and its attachments' names, each read with
+`QuerySet.iterator()` in message order and merged as they go (the Markdown first reads the tree's shape to
+find the path), so memory holds one message (and its attachments) at a time and a long conversation costs no
+more queries than a short one. The caller must have authorised the conversation
+(selectors.conversation_for_user).
 """
 
 import json
@@ -15,6 +18,7 @@ from django.utils import timezone
 
 from chat.frames import USAGE_FIELDS, status_shown, timestamp
 from chat.models import Attachment, Conversation, Message
+from chat.selectors import Tree
 
 FORMAT = "claude-chat-export"
 VERSION = 1
@@ -23,6 +27,9 @@ VERSION = 1
 INTERNAL_BLOCK_FIELDS = ("signature", "partial_json")
 TOOL_SUMMARY_CHARS = 200
 FILES_NOTE = "Attached files are listed by name; their contents are not included in this export."
+VERSIONS_NOTE = (
+    "This is the conversation as it is shown; the other versions of its messages are in the JSON export."
+)
 UNSAFE_IN_FILENAMES = re.compile(r'[\x00-\x1f\x7f\\/:*?"<>|]+')
 
 STATUS_NOTES = {
@@ -39,12 +46,19 @@ def export_filename(conversation: Conversation, extension: str) -> str:
     return f"{stem or f'conversation-{conversation.pk}'}.{extension}"
 
 
-def messages_with_attachments(conversation: Conversation) -> Iterator[tuple[Message, list[dict]]]:
-    """Each message in order with its attachments (in the order its content refers to them): two queries."""
-    messages = conversation.messages.order_by("id").iterator()
+def messages_with_attachments(
+    conversation: Conversation, message_ids: list[int] | None = None
+) -> Iterator[tuple[Message, list[dict]]]:
+    """Each message in id order (only those of `message_ids` when given: a path) with its attachments, in the
+    order its content refers to them: two queries. Id order puts a parent before its children."""
+    messages = conversation.messages.order_by("id")
+    attachments = Attachment.objects.filter(message__conversation=conversation)
+    if message_ids is not None:
+        messages = messages.filter(pk__in=message_ids)
+        attachments = attachments.filter(message_id__in=message_ids)
+    messages = messages.iterator()
     attachments = (
-        Attachment.objects.filter(message__conversation=conversation)
-        .order_by("message_id", "id")
+        attachments.order_by("message_id", "id")
         .values("message_id", "id", "name", "kind", "media_type", "size")
         .iterator()
     )
@@ -75,6 +89,7 @@ def json_parts(conversation: Conversation) -> Iterator[str]:
             "model": conversation.model,
             "system_prompt": conversation.system_prompt,
             "thinking": conversation.thinking,
+            "current_leaf": conversation.current_leaf_id,
             "created_at": timestamp(conversation.created_at),
             "updated_at": timestamp(conversation.updated_at),
         },
@@ -89,6 +104,7 @@ def message_record(message: Message, attachments: list[dict]) -> dict:
     status, error = status_shown(message)
     record = {
         "id": message.pk,
+        "parent": message.parent_id,
         "role": message.role,
         "status": status,
         "created_at": timestamp(message.created_at),
@@ -117,9 +133,11 @@ def message_record(message: Message, attachments: list[dict]) -> dict:
 
 
 def markdown_parts(conversation: Conversation) -> Iterator[str]:
-    """The conversation to read. Message text is kept verbatim (it is Markdown already); thinking is left out
-    (it is in the JSON export); tool steps are one line each; the title, which a user typed, is escaped so
-    it stays a heading."""
+    """The conversation to read: its active path, as the page shows it. Message text is kept verbatim (it is
+    Markdown already); thinking is left out (it is in the JSON export); tool steps are one line each; the
+    title, which a user typed, is escaped so it stays a heading."""
+    tree = Tree.of(conversation.pk)
+    path = tree.path_to(conversation.current_leaf_id)
     yield (
         f"# {_inline(str(conversation))}\n\n"
         f"- Model: {_inline(conversation.model)}\n"
@@ -127,14 +145,16 @@ def markdown_parts(conversation: Conversation) -> Iterator[str]:
         f"- Updated: {_when(conversation.updated_at)}\n"
         f"- Exported: {_when(timezone.now())}\n\n"
         f"_{FILES_NOTE}_\n"
+        + (f"\n_{VERSIONS_NOTE}_\n" if len(path) < len(tree.parents) else "")
     )
-    for message, attachments in messages_with_attachments(conversation):
-        yield _message_markdown(message, attachments)
+    for message, attachments in messages_with_attachments(conversation, path):
+        yield _message_markdown(message, attachments, tree.siblings(message.pk))
 
 
-def _message_markdown(message: Message, attachments: list[dict]) -> str:
+def _message_markdown(message: Message, attachments: list[dict], versions: list[int]) -> str:
     who = "You" if message.role == Message.Role.USER else f"Assistant ({_inline(message.model or 'unknown model')})"
-    lines = [f"\n---\n\n## {who} · {_when(message.created_at)}\n"]
+    version = f" · version {versions.index(message.pk) + 1} of {len(versions)}" if len(versions) > 1 else ""
+    lines = [f"\n---\n\n## {who} · {_when(message.created_at)}{version}\n"]
     status, error = status_shown(message)
     if note := STATUS_NOTES.get(status):
         lines.append(f"> **{note}**" + (f" {_inline(error)}" if error else "") + "\n")

@@ -28,6 +28,7 @@ def message_payload(message: Message) -> dict:
     status, error = status_shown(message)
     payload = {
         "id": message.pk,
+        "parent": message.parent_id,
         "role": message.role,
         "status": status,
         "content": message.content,
@@ -101,8 +102,22 @@ def conversation_frame(conversation: Conversation) -> dict:
     }
 
 
-def removed_frame(message_id: int) -> dict:
-    return {"type": "removed", "message": message_id}
+def tree_frame(path: list[int], tree, messages: list[Message], *, version: int) -> dict:
+    """The active path after it changed (a switch, a regenerate, an edit, a deleted branch), and on page load.
+
+    `path` holds the path's ids root to leaf; each entry gets `versions`: the ids of that message and its
+    siblings, oldest first (what "< 2 / 3 >" counts and switches between). `messages` are the path messages
+    whose whole state the frame carries: those that were not on the path before the change (every client in
+    step has the others; one that lacks one asks for it with `resume`). `version` is the conversation's
+    `tree_version` read in the transaction that made this path: a client ignores a frame older than the last
+    it applied. `tree` is a chat.selectors.Tree.
+    """
+    return {
+        "type": "tree",
+        "version": version,
+        "path": [{"id": message_id, "versions": tree.siblings(message_id)} for message_id in path],
+        "messages": [message_payload(message) for message in messages],
+    }
 
 
 def error_frame(code: str, detail: str, message_id: int | None = None) -> dict:

@@ -84,6 +84,7 @@ class Resume(BaseModel):
 
 class Regenerate(BaseModel):
     type: Literal["regenerate"]
+    message: RowId | None = Field(default=None, description="the id of the reply to write again")
     model: Text | None = Field(default=None, description='a model id or "auto"')
 
 
@@ -99,6 +100,20 @@ class Continue(BaseModel):
     message: RowId = Field(description="a message id")
 
 
+class Switch(BaseModel):
+    type: Literal["switch"]
+    message: RowId = Field(description="a message id")
+
+
+class Delete(BaseModel):
+    type: Literal["delete"]
+    message: RowId = Field(description="a message id")
+
+
+class TreeRequest(BaseModel):
+    type: Literal["tree"]
+
+
 FRAME_TYPES = {
     "send": Send,
     "stop": Stop,
@@ -106,8 +121,14 @@ FRAME_TYPES = {
     "regenerate": Regenerate,
     "edit": Edit,
     "continue": Continue,
+    "switch": Switch,
+    "delete": Delete,
+    "tree": TreeRequest,
 }
-FRAME = TypeAdapter(Annotated[Send | Stop | Resume | Regenerate | Edit | Continue, Field(discriminator="type")])
+FRAME = TypeAdapter(Annotated[
+    Send | Stop | Resume | Regenerate | Edit | Continue | Switch | Delete | TreeRequest,
+    Field(discriminator="type"),
+])
 
 
 def frame_parse(raw: str | None) -> dict:

@@ -23,6 +23,19 @@ class Conversation(models.Model):
         max_length=8, choices=ThinkingLevel.choices, default=ThinkingLevel.OFF,
         help_text="Extended thinking: a token budget, or an effort level on models that think adaptively.",
     )
+    project = models.ForeignKey(
+        "projects.Project", on_delete=models.SET_NULL, null=True, blank=True, related_name="conversations",
+        help_text="Its requests start with the project's instructions and files.",
+    )
+    # The last message of the active path: the conversation shows, and sends the model, the path from the root
+    # down to it (chat/selectors.py `active_path`). Empty while the conversation has no messages.
+    current_leaf = models.ForeignKey(
+        "Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+    )
+    # One higher with every change that publishes a `tree` frame (regenerate, edit, switch, delete), in the
+    # transaction that makes it: frames from several processes may arrive out of order, and a client applies a
+    # tree frame only if its version is not below the last it applied (docs/protocol.md).
+    tree_version = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -53,6 +66,9 @@ class Message(models.Model):
         INTERRUPTED = "interrupted"
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    # A conversation is a tree: a regenerated reply is a sibling of the one before, an edited message a sibling
+    # of the original. Deleting a message deletes its subtree. Roots (the first messages) have none.
+    parent = models.ForeignKey("self", on_delete=models.CASCADE, null=True, blank=True, related_name="children")
     role = models.CharField(max_length=16, choices=Role.choices)
     # Content blocks as the Messages API sees them; attachments are referenced, never inlined as base64.
     content = models.JSONField(default=list)
@@ -185,6 +201,10 @@ class Attachment(models.Model):
         Message, on_delete=models.CASCADE, null=True, blank=True, related_name="attachments",
         help_text="The user message that sent it; empty while the upload waits in the composer.",
     )
+    project = models.ForeignKey(
+        "projects.Project", on_delete=models.CASCADE, null=True, blank=True, related_name="files",
+        help_text="The project whose file it is: sent at the start of every conversation in the project.",
+    )
     kind = models.CharField(max_length=8, choices=Kind.choices)
     name = models.CharField(max_length=255, help_text="The uploaded file's name, sanitised; only displayed.")
     sha256 = models.CharField(max_length=64, help_text="Of the uploaded bytes.")
@@ -214,7 +234,8 @@ class Attachment(models.Model):
             models.Index(fields=["owner", "sha256"], name="attachment_owner_sha256"),
             # attachments_cleanup: unclaimed uploads older than a day.
             models.Index(
-                fields=["created_at"], condition=Q(message__isnull=True), name="attachment_unclaimed"
+                fields=["created_at"], condition=Q(message__isnull=True, project__isnull=True),
+                name="attachment_unclaimed",
             ),
         ]
 

@@ -1,5 +1,8 @@
 """Reads, always scoped to the user who asks."""
 
+from dataclasses import dataclass
+from functools import cached_property
+
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
@@ -16,7 +19,91 @@ def conversations_for_user(user) -> QuerySet[Conversation]:
 
 
 def conversation_messages(conversation: Conversation) -> QuerySet[Message]:
+    """Every message of the conversation, every branch of it, oldest first."""
     return conversation.messages.prefetch_related("attachments")
+
+
+@dataclass(frozen=True)
+class Tree:
+    """A conversation's shape: each message's parent, read in one query of two integer columns (never the
+    content), so finding a path costs the same whatever the messages hold."""
+
+    parents: dict[int, int | None]
+
+    @classmethod
+    def of(cls, conversation_id: int) -> "Tree":
+        rows = Message.objects.filter(conversation_id=conversation_id).order_by("id").values_list("id", "parent_id")
+        return cls(dict(rows))
+
+    @cached_property
+    def _children_of(self) -> dict[int | None, list[int]]:
+        """Each message's children, oldest first, built once per tree: every path entry of a tree frame asks
+        for its versions, so a conversation of n messages costs O(n), not O(n) per message."""
+        children_of: dict[int | None, list[int]] = {}
+        for child, parent in sorted(self.parents.items()):
+            children_of.setdefault(parent, []).append(child)
+        return children_of
+
+    def children(self, message_id: int | None) -> list[int]:
+        """The messages answering `message_id` (None: the roots), oldest first."""
+        return list(self._children_of.get(message_id, ()))
+
+    def siblings(self, message_id: int) -> list[int]:
+        """The versions of a message (itself included), oldest first: what "< 2 / 3 >" counts."""
+        return self.children(self.parents[message_id])
+
+    def path_to(self, message_id: int | None) -> list[int]:
+        """The ids from the root down to `message_id` (empty for None or an id not in the tree)."""
+        path = []
+        while message_id is not None and message_id in self.parents:
+            path.append(message_id)
+            message_id = self.parents[message_id]
+        return path[::-1]
+
+    def subtree(self, message_id: int) -> set[int]:
+        """`message_id` and every message under it: what deleting it deletes."""
+        subtree, frontier = {message_id}, [message_id]
+        while frontier:
+            found = self._children_of.get(frontier.pop(), [])
+            subtree.update(found)
+            frontier.extend(found)
+        return subtree
+
+    def newest_leaf_under(self, message_id: int) -> int:
+        """The most recently written message in the subtree of `message_id`: where switching to a version
+        lands. A child always has a larger id than its parent, so the largest id of a subtree is a leaf."""
+        return max(self.subtree(message_id))
+
+    def with_messages(self, *messages: Message) -> "Tree":
+        """The tree once `messages` (just stored) are in it, without reading it again."""
+        return Tree({**self.parents, **{message.pk: message.parent_id for message in messages}})
+
+    def without(self, message_ids: set[int]) -> "Tree":
+        """The tree once `message_ids` (a deleted subtree) are gone, without reading it again."""
+        return Tree({child: parent for child, parent in self.parents.items() if child not in message_ids})
+
+
+def active_path(conversation: Conversation, tree: Tree | None = None) -> list[Message]:
+    """The messages the conversation shows and sends: from the root down to its current leaf, in order, with
+    their attachments. Two queries (the tree, the path's rows) and one for attachments, however long."""
+    return path_messages(conversation, conversation.current_leaf_id, tree)
+
+
+def path_messages(conversation: Conversation, leaf_id: int | None, tree: Tree | None = None) -> list[Message]:
+    """The messages from the root down to `leaf_id`, in order, with their attachments (empty when `leaf_id` is
+    None or not a message of the conversation). Queries as `active_path`."""
+    tree = tree or Tree.of(conversation.pk)
+    return messages_in_order(conversation, tree.path_to(leaf_id))
+
+
+def messages_in_order(conversation: Conversation, message_ids: list[int]) -> list[Message]:
+    """The conversation's messages with these ids, in this order, with their attachments: two queries however
+    many (none for no ids), and only the rows asked for, so a caller that needs a few messages of a long path
+    reads those few."""
+    if not message_ids:
+        return []
+    by_id = conversation.messages.filter(pk__in=message_ids).prefetch_related("attachments").in_bulk()
+    return [by_id[message_id] for message_id in message_ids if message_id in by_id]
 
 
 def streaming_message(conversation_id: int) -> Message | None:
@@ -33,11 +120,6 @@ def streaming_message_id(conversation_id: int, message_id: int | None) -> int | 
 
 def message_in_conversation(conversation: Conversation, message_id: int) -> Message | None:
     return conversation.messages.filter(pk=message_id).first()
-
-
-def last_user_message(conversation: Conversation) -> Message | None:
-    """The message that regenerate answers again and edit may change."""
-    return conversation.messages.filter(role=Message.Role.USER).last()
 
 
 def attachment_for_user(user, attachment_id) -> Attachment:

@@ -2,13 +2,13 @@
 
 import logging
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import Q, Sum, prefetch_related_objects
+from django.db.models import F, Q, Sum, prefetch_related_objects
 from django.utils import timezone
 
 from billing import ledger
@@ -18,7 +18,7 @@ from billing.models import Reservation
 from chat import selectors
 from chat.attachments.blocks import reference_block
 from chat.attachments.limits import AttachmentRefused
-from chat.attachments.services import attachments_claim, attachments_for_turn
+from chat.attachments.services import attachments_claim, attachments_copy, attachments_for_turn
 from chat.llm.pricing import TokenUsage
 from chat.models import INTERRUPTED_REASON, ApiCall, Conversation, Message
 from chat.refusals import Refusal
@@ -67,44 +67,51 @@ def _title_from(text: str) -> str:
 
 @dataclass
 class Turn:
-    user_message: Message
+    """What a turn stored, for the frames admission builds. A `send` or a `continue` is told with `message`
+    frames; a regenerate or an edit, which puts the conversation on a new branch, with a `tree` frame, from
+    `tree` (the tree after the turn) and `known` (the ids of the path before it, which clients already have)."""
+
+    user_message: Message | None  # the message the reply answers; None for a continued reply
     assistant_message: Message
     conversation_changed: bool
-    removed_message_ids: list[int] = field(default_factory=list)
+    tree: selectors.Tree | None = None
+    known: frozenset[int] = frozenset()
 
 
 def turn_start(
     *, conversation: Conversation, text: str, model: str | None = None, attachment_ids: list[int] = (),
-    reply_model: str = "", route_reason: str = "",
+    reply_model: str = "", route_reason: str = "", tree: selectors.Tree | None = None,
 ) -> Turn:
-    """Store the user's message and the assistant's `streaming` placeholder, atomically.
+    """Store the user's message and the assistant's `streaming` placeholder, atomically, at the end of the
+    active path: the message answers the current leaf, and the reply becomes the leaf.
 
     The partial unique index on streaming messages makes this fail with ConversationBusy when another reply is
     streaming in the conversation, in this process or any other; the user's message is then not stored.
     The message claims the owner's uploads `attachment_ids` and refers to them ahead of its text; when one
     cannot be claimed, or the next request would break the API's limits, AttachmentRefused says so, and
     nothing is stored either. `model` is the user's pick for the conversation (it may be "auto");
-    `reply_model` the model that answers, with Auto's `route_reason` (chat/llm/routing.py).
+    `reply_model` the model that answers, with Auto's `route_reason` (chat/llm/routing.py). `tree`: the
+    conversation's, when the caller has read it already.
     """
     attachments = []
     if attachment_ids:
-        attachments = attachments_for_turn(conversation=conversation, attachment_ids=attachment_ids)
+        attachments = attachments_for_turn(conversation=conversation, attachment_ids=attachment_ids, tree=tree)
     content = [reference_block(attachment.pk) for attachment in attachments]
     if text:
         content.append({"type": "text", "text": text})
-    changed_fields = []
-    if model and model != conversation.model:
-        conversation.model = model
-        changed_fields.append("model")
+    changed_fields = ["model"] if _model_changed(conversation, model) else []
     if not conversation.title:
         conversation.title = _title_from(text or attachments[0].name)
         changed_fields.append("title")
     try:
         with transaction.atomic():
-            user_message = Message.objects.create(conversation=conversation, role=Message.Role.USER, content=content)
+            user_message = Message.objects.create(
+                conversation=conversation, parent_id=conversation.current_leaf_id, role=Message.Role.USER,
+                content=content,
+            )
             attachments_claim(attachments=attachments, message=user_message)
-            assistant_message = _reply_placeholder(conversation, reply_model, route_reason)
-            conversation.save(update_fields=[*changed_fields, "updated_at"])
+            assistant_message = _reply_placeholder(conversation, user_message, reply_model, route_reason)
+            conversation.save(update_fields=[*changed_fields, "current_leaf", "updated_at"])
     except IntegrityError as error:
         conversation.refresh_from_db()
         raise ConversationBusy from error
@@ -115,9 +122,21 @@ def turn_start(
     return Turn(user_message, assistant_message, conversation_changed=bool(changed_fields))
 
 
-def _reply_placeholder(conversation: Conversation, reply_model: str, route_reason: str) -> Message:
-    return Message.objects.create(
+def _model_changed(conversation: Conversation, model: str | None) -> bool:
+    """Take the user's pick of `model` for the conversation; whether it changed (unsaved yet)."""
+    if not model or model == conversation.model:
+        return False
+    conversation.model = model
+    return True
+
+
+def _reply_placeholder(
+    conversation: Conversation, question: Message, reply_model: str, route_reason: str
+) -> Message:
+    """The `streaming` reply to `question`, made the conversation's current leaf (the caller saves it)."""
+    reply = Message.objects.create(
         conversation=conversation,
+        parent=question,
         role=Message.Role.ASSISTANT,
         status=Message.Status.STREAMING,
         model=reply_model or conversation.model,
@@ -125,6 +144,8 @@ def _reply_placeholder(conversation: Conversation, reply_model: str, route_reaso
         heartbeat_at=timezone.now(),
         owner_token=ownership_token(),
     )
+    conversation.current_leaf = reply
+    return reply
 
 
 def ownership_token() -> str:
@@ -132,68 +153,166 @@ def ownership_token() -> str:
     return secrets.token_hex(16)
 
 
+def regenerated_question(
+    *, conversation: Conversation, tree: selectors.Tree, message: Message | None
+) -> Message:
+    """The user message a regenerate answers again: the one that `message` (a reply on the active path)
+    answers; by default the one the path's last reply answers, or the path's last message itself when that is
+    a user message left without a reply (its replies were deleted)."""
+    path = tree.path_to(conversation.current_leaf_id)
+    if message is None and path:
+        message = conversation.messages.get(pk=path[-1])
+        if message.role == Message.Role.USER:
+            return message
+    if message is None or message.role != Message.Role.ASSISTANT or message.pk not in path or not message.parent_id:
+        raise TurnRefused("nothing_to_regenerate", "There is no reply here to write again.")
+    return conversation.messages.get(pk=message.parent_id)
+
+
 def turn_regenerate(
-    *, conversation: Conversation, model: str | None = None, reply_model: str = "", route_reason: str = ""
+    *, conversation: Conversation, question: Message, tree: selectors.Tree, model: str | None = None,
+    reply_model: str = "", route_reason: str = "",
 ) -> Turn:
-    """Answer the last user message again. The last reply is deleted (its ledger rows stay, with the message
-    emptied) and a new `streaming` placeholder takes its place."""
-    user_message = selectors.last_user_message(conversation)
-    latest = conversation.messages.last()
-    if user_message is None or latest.role != Message.Role.ASSISTANT:
-        raise TurnRefused("nothing_to_regenerate", "There is no reply to write again.")
-    return _turn_redo(conversation, user_message, model, reply_model, route_reason)
+    """Answer `question` (`regenerated_question`) again: a new `streaming` reply beside the ones before, which
+    are kept with their ledger rows, and the active path now ends in it. `tree` is the conversation's, read by
+    the caller. ConversationBusy while a reply streams (the unique index, as for `turn_start`)."""
+    known = frozenset(tree.path_to(conversation.current_leaf_id))
+    changed = _model_changed(conversation, model)
+    try:
+        with transaction.atomic():
+            reply = _reply_placeholder(conversation, question, reply_model, route_reason)
+            _path_changed_save(conversation, ["model", "current_leaf", "updated_at"])
+    except IntegrityError as error:
+        conversation.refresh_from_db()
+        raise ConversationBusy from error
+    return Turn(question, reply, conversation_changed=changed, tree=tree.with_messages(reply), known=known)
 
 
 def turn_edit(
-    *, conversation: Conversation, message: Message, text: str, model: str | None = None, reply_model: str = "",
-    route_reason: str = "",
+    *, conversation: Conversation, message: Message, text: str, tree: selectors.Tree, model: str | None = None,
+    reply_model: str = "", route_reason: str = "",
 ) -> Turn:
-    """Replace the text of the last user message (its attachments stay) and answer it again, as
-    `turn_regenerate` does."""
-    if message != selectors.last_user_message(conversation):
-        raise TurnRefused("not_editable", "Only your last message can be edited.")
-    content = [block for block in message.content if block.get("type") != "text"]
-    if text:
-        content.append({"type": "text", "text": text})
-    if not content:
+    """A new version of `message`, any user message on the active path: a sibling holding `text` in place of its
+    text and the same attachments (new rows naming the same files), with its `streaming` reply, where the
+    active path now ends. The original and everything under it are kept."""
+    known = frozenset(tree.path_to(conversation.current_leaf_id))
+    if message.role != Message.Role.USER or message.pk not in known:
+        raise TurnRefused("not_editable", "Only your own messages in the conversation as shown can be edited.")
+    kept = [block for block in message.content if block.get("type") != "text"]
+    if not kept and not text:
         raise TurnRefused("empty", "Write a message first.")
-    message.content = content
-    return _turn_redo(conversation, message, model, reply_model, route_reason, edited=True)
-
-
-def _turn_redo(conversation, user_message, model, reply_model, route_reason, *, edited=False) -> Turn:
-    changed = bool(model and model != conversation.model)
-    if changed:
-        conversation.model = model
+    changed = _model_changed(conversation, model)
     try:
         with transaction.atomic():
-            if conversation.messages.filter(status=Message.Status.STREAMING).exists():
-                raise ConversationBusy
-            later = conversation.messages.filter(pk__gt=user_message.pk)
-            removed = list(later.values_list("pk", flat=True))
-            later.delete()
-            if edited:
-                user_message.save(update_fields=["content"])
-            assistant_message = _reply_placeholder(conversation, reply_model, route_reason)
-            conversation.save(update_fields=["model", "updated_at"] if changed else ["updated_at"])
-    except (ConversationBusy, IntegrityError) as error:
+            edited = Message.objects.create(
+                conversation=conversation, parent_id=message.parent_id, role=Message.Role.USER
+            )
+            copies = attachments_copy(attachments=list(message.attachments.all()), message=edited,
+                                      owner=conversation.owner)
+            edited.content = [_reference_to_copy(block, copies) for block in kept if _copied(block, copies)]
+            if text:
+                edited.content.append({"type": "text", "text": text})
+            edited.save(update_fields=["content"])
+            reply = _reply_placeholder(conversation, edited, reply_model, route_reason)
+            _path_changed_save(conversation, ["model", "current_leaf", "updated_at"])
+    except IntegrityError as error:
         conversation.refresh_from_db()
-        user_message.refresh_from_db()
         raise ConversationBusy from error
-    prefetch_related_objects([user_message], "attachments")
-    return Turn(user_message, assistant_message, conversation_changed=changed, removed_message_ids=removed)
+    return Turn(edited, reply, conversation_changed=changed, tree=tree.with_messages(edited, reply), known=known)
+
+
+def _copied(block: dict, copies: dict) -> bool:
+    """Whether the block goes into the edited message: not a reference to an attachment that is gone."""
+    return block.get("type") != "attachment" or block.get("attachment_id") in copies
+
+
+def _reference_to_copy(block: dict, copies: dict) -> dict:
+    return reference_block(copies[block["attachment_id"]].pk) if block.get("type") == "attachment" else block
+
+
+@dataclass(frozen=True)
+class BranchChange:
+    """A switch or a deleted branch: the tree after it, and the ids of the path before it."""
+
+    tree: selectors.Tree
+    known: frozenset[int]
+
+
+def branch_switch(*, conversation: Conversation, message_id: int) -> BranchChange:
+    """Show the branch through `message_id` (any message of the conversation): the active path becomes the one
+    down to the newest leaf under it. Refused while a reply streams (ConversationBusy): the reply's branch
+    stays the one shown until it ends."""
+    with transaction.atomic():
+        tree, known = _branch_locked(conversation, message_id)
+        _leaf_move(conversation, tree.newest_leaf_under(message_id))
+    return BranchChange(tree, known)
+
+
+def branch_delete(*, conversation: Conversation, message_id: int) -> BranchChange:
+    """Delete `message_id` and everything under it. Their ledger rows stay, with the message emptied. A leaf
+    that was inside moves to the newest leaf under the newest remaining version of the message, else to its
+    parent (None when nothing is left). Refused while a reply streams (ConversationBusy)."""
+    with transaction.atomic():
+        tree, known = _branch_locked(conversation, message_id)
+        gone = tree.subtree(message_id)
+        # Every level at once, by id: a cascade from the top would collect the branch one level per query.
+        Message.objects.filter(pk__in=gone).delete()
+        remaining = tree.without(gone)
+        leaf = conversation.current_leaf_id
+        if leaf in gone:
+            parent = tree.parents[message_id]
+            versions = remaining.children(parent)
+            leaf = remaining.newest_leaf_under(versions[-1]) if versions else parent
+        _leaf_move(conversation, leaf)
+    return BranchChange(remaining, known - gone)
+
+
+def _branch_locked(conversation: Conversation, message_id: int) -> tuple[selectors.Tree, frozenset[int]]:
+    """The conversation's row locked, fresh (another tab may have switched), with no reply streaming, and
+    `message_id` one of its messages: its tree, and the path shown now. Locking the row orders this after an
+    admission that is storing a turn (it locks the row too), so a branch never changes under a new reply."""
+    # no_key: the lock must not block the ledger rows of a settling reply, which reference the conversation.
+    locked = Conversation.objects.select_for_update(no_key=True).filter(pk=conversation.pk)
+    row = locked.values("current_leaf_id", "tree_version").first()
+    if row is None:
+        raise TurnRefused("not_found", "This conversation no longer exists.")
+    conversation.current_leaf_id, conversation.tree_version = row["current_leaf_id"], row["tree_version"]
+    if selectors.streaming_message_id(conversation.pk, None) is not None:
+        raise ConversationBusy
+    tree = selectors.Tree.of(conversation.pk)
+    if message_id not in tree.parents:
+        raise TurnRefused("not_found", "No such message in this conversation.")
+    return tree, frozenset(tree.path_to(conversation.current_leaf_id))
+
+
+def _leaf_move(conversation: Conversation, leaf_id: int | None) -> None:
+    """A new end for the active path. Not a change of the conversation's `updated_at`: nothing was written."""
+    conversation.current_leaf_id = leaf_id
+    _path_changed_save(conversation, ["current_leaf"])
+
+
+def _path_changed_save(conversation: Conversation, update_fields: list[str]) -> None:
+    """Save a change of the active path that a `tree` frame tells, with `tree_version` one higher: F() + 1 in
+    the row, in the caller's transaction, and on the instance the value the row now holds. The caller read the
+    conversation with its row locked in that transaction, so no other change comes between the read and this,
+    and the frame built from the instance carries the version of the path it shows (docs/protocol.md)."""
+    version = conversation.tree_version
+    conversation.tree_version = F("tree_version") + 1
+    conversation.save(update_fields=[*update_fields, "tree_version"])
+    conversation.tree_version = version + 1
 
 
 def message_continue_start(*, message: Message) -> Message:
     """Reopen a reply that max_tokens cut short, for a generation to extend it (chat/replies/generation.py).
+    Only the active path's last message can be continued.
 
     Trailing whitespace is stripped from its last text block: the API refuses a prefill that ends in whitespace,
     and the continuation brings its own.
     """
     with transaction.atomic():
         message = Message.objects.select_for_update().get(pk=message.pk)
-        latest = message.conversation.messages.last()
-        if latest != message or message.stop_reason != "max_tokens" or message.status != Message.Status.COMPLETE:
+        last = message.conversation.current_leaf_id == message.pk
+        if not last or message.stop_reason != "max_tokens" or message.status != Message.Status.COMPLETE:
             raise TurnRefused("cannot_continue", "Only the last reply, cut off at its length limit, can be continued.")
         if message.content and message.content[-1].get("type") == "text":
             message.content[-1]["text"] = message.content[-1]["text"].rstrip()

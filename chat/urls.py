@@ -8,6 +8,7 @@ urlpatterns = [
     path("conversations/<int:conversation_id>/", views.conversation_detail, name="conversation_detail"),
     path("conversations/<int:conversation_id>/rename/", views.conversation_rename_view, name="conversation_rename"),
     path("conversations/<int:conversation_id>/delete/", views.conversation_delete_view, name="conversation_delete"),
+    path("conversations/<int:conversation_id>/fork/", views.conversation_fork_view, name="conversation_fork"),
     path(
         "conversations/<int:conversation_id>/settings/", views.conversation_settings_view,
         name="conversation_settings",

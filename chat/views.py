@@ -4,20 +4,27 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
-from django.http import HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import exports, frames, selectors, services
+from chat import exports, forks, frames, selectors, services
 from chat.forms import ConversationSettingsForm
+from chat.inbound import MAX_ROW_ID
 from chat.llm.registry import AUTO, models_offered
 
 
 def _chat_page(request, conversation):
-    messages_data = []
+    tree_data = {"type": "tree", "version": 0, "path": [], "messages": []}
     if conversation is not None:
-        messages_data = [frames.message_payload(m) for m in selectors.conversation_messages(conversation)]
+        # The version was read with the conversation, before the tree: a change in between shows the newer path
+        # under the older version, which the next frame replaces; never an older path under a newer version.
+        tree = selectors.Tree.of(conversation.pk)
+        path = tree.path_to(conversation.current_leaf_id)
+        tree_data = frames.tree_frame(
+            path, tree, selectors.messages_in_order(conversation, path), version=conversation.tree_version
+        )
     return render(
         request,
         "chat/chat.html",
@@ -26,7 +33,7 @@ def _chat_page(request, conversation):
             "attachment_max_file_bytes": settings.ATTACHMENT_MAX_FILE_BYTES,
             "conversation": conversation,
             "conversations": selectors.conversations_for_user(request.user),
-            "messages_data": messages_data,
+            "tree_data": tree_data,
             "models": model_choices(),
             "settings_form": ConversationSettingsForm(instance=conversation) if conversation else None,
             "ws_path": f"/ws/conversations/{conversation.pk}/" if conversation else "",
@@ -94,6 +101,32 @@ def conversation_settings_view(request, conversation_id):
         return HttpResponseBadRequest(" ".join(error for errors in form.errors.values() for error in errors))
     services.conversation_settings_update(conversation=conversation, **form.cleaned_data)
     return redirect("conversation_detail", conversation_id=conversation.pk)
+
+
+@login_required
+@require_POST
+def conversation_fork_view(request, conversation_id):
+    """A new conversation holding the path from the root down to `message` (a reply still being written is
+    left out), which the owner then continues on its own."""
+    conversation = selectors.conversation_for_user(request.user, conversation_id)
+    message_id = _row_id(request.POST.get("message", ""))
+    path = selectors.path_messages(conversation, message_id) if message_id is not None else []
+    if not path:
+        raise Http404("No such message in this conversation.")
+    messages = forks.path_settled(path)
+    fork = forks.conversation_fork(
+        messages=messages, owner=request.user, title=f"{conversation.title or 'New chat'} (fork)",
+    )
+    return redirect("conversation_detail", conversation_id=fork.pk)
+
+
+def _row_id(text: str) -> int | None:
+    """`text` as the id of a row, or None for anything else: not ASCII digits, 0, or past the largest bigint
+    (checked by its length first, so a number thousands of digits long is never converted)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_ROW_ID)):
+        return None
+    row_id = int(text)
+    return row_id if 0 < row_id <= MAX_ROW_ID else None
 
 
 EXPORTS = {

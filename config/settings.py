@@ -72,6 +72,8 @@ INSTALLED_APPS = [
     "audit",
     "chat",
     "billing",
+    "projects",
+    "shares",
 ]
 
 MIDDLEWARE = [

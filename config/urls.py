@@ -8,6 +8,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("groups/", include("teams.urls")),
+    path("", include("projects.urls")),  # projects/..., and conversations/<id>/project/
+    path("", include("shares.urls")),
     path("", include("chat.urls")),
 ]
 

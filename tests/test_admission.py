@@ -29,11 +29,11 @@ def signed_in(user) -> tuple[str, str]:
     return session.session_key, session[HASH_SESSION_KEY]
 
 
-def admit(user, conversation, session, text="Hello", **arguments) -> admission.Admitted:
+def admit(user, conversation, session, text="Hello", action="send", **arguments) -> admission.Admitted:
     session_key, auth_hash = session
     return admission.reply_admit(
         user_id=user.pk, session_key=session_key, auth_hash=auth_hash, conversation_id=conversation.pk,
-        action="send", text=text, **arguments,
+        action=action, text=text, **arguments,
     )
 
 
@@ -76,6 +76,31 @@ def test_the_query_count_does_not_grow_with_the_conversation(owner, conversation
         admit(owner, long_one, session, text="Twentieth question")
 
     assert len(short) == len(long), "\n".join(q["sql"][:100] for q in long) + "\n---\n" + "\n".join(q["sql"][:100] for q in short)
+
+
+def test_regenerating_and_switching_cost_the_same_queries_on_a_short_and_a_long_path(owner, settings):
+    settings.CHAT_RATE_LIMIT_REQUESTS_PER_MINUTE = 0
+    session = signed_in(owner)
+    short_one, long_one = services.conversation_create(owner=owner), services.conversation_create(owner=owner)
+    for conversation, turns in ((short_one, 1), (long_one, 20)):
+        for turn in range(turns):
+            admit(owner, conversation, session, text=f"Question {turn}")
+            settle_everything(owner)
+    counts = []
+    for conversation in (short_one, long_one):
+        with CaptureQueriesContext(connection) as regenerating:
+            admit(owner, conversation, session, action="regenerate")
+        settle_everything(owner)
+        replaced = conversation.messages.filter(role="assistant").order_by("-id")[1]  # the version before
+        with CaptureQueriesContext(connection) as switching:
+            tree = admission.branch_change(
+                user_id=owner.pk, session_key=session[0], auth_hash=session[1], conversation=conversation,
+                action="switch", message_id=replaced.pk,
+            )
+        assert [message["id"] for message in tree["messages"]] == [replaced.pk]
+        counts.append((len(regenerating), len(switching)))
+
+    assert counts[0] == counts[1]
 
 
 @pytest.mark.usefixtures("generations_drained")

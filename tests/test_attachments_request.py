@@ -11,6 +11,7 @@ from chat.attachments import services as attachment_services
 from chat.llm.offline.prompt import read_prompt
 from chat.llm.request import request_build
 from chat.models import Message
+from transcripts import message_appended
 
 pytestmark = pytest.mark.django_db
 
@@ -22,13 +23,13 @@ def media_root(settings, tmp_path):
 
 
 def turn_with(conversation, owner, text: str, uploads: list[tuple[str, bytes]]) -> Message:
-    message = Message.objects.create(conversation=conversation, role="user", content=[])
+    message = message_appended(conversation, role="user", content=[])
     attachments = [attachment for name, data in uploads for attachment in uploaded(owner, name, data)]
     attachment_services.attachments_claim(attachments=attachments, message=message)
     message.content = [{"type": "attachment", "attachment_id": a.pk} for a in attachments]
     message.content.append({"type": "text", "text": text})
     message.save()
-    Message.objects.create(conversation=conversation, role="assistant", content=[{"type": "text", "text": "ok"}])
+    message_appended(conversation, role="assistant", text="ok")
     return message
 
 
@@ -43,7 +44,7 @@ def test_documents_get_breakpoints_newest_first_within_the_apis_four(conversatio
     for number in range(1, 5):
         turn_with(conversation, owner, f"Question {number}", [(f"doc{number}.pdf", pdf_bytes([f"Doc {number}"]))])
     turn_with(conversation, owner, "Which is longest?", [])
-    reply = Message.objects.create(conversation=conversation, role="assistant", status="streaming")
+    reply = message_appended(conversation, role="assistant", status="streaming")
 
     request = request_build(conversation, reply=reply)
 
@@ -53,7 +54,7 @@ def test_documents_get_breakpoints_newest_first_within_the_apis_four(conversatio
 
 def test_a_document_in_the_latest_turn_keeps_a_single_breakpoint(conversation, owner):
     turn_with(conversation, owner, "", [("only.pdf", pdf_bytes(["Only"]))])
-    reply = Message.objects.create(conversation=conversation, role="assistant", status="streaming")
+    reply = message_appended(conversation, role="assistant", status="streaming")
 
     request = request_build(conversation, reply=reply)
 
@@ -64,7 +65,7 @@ def test_a_document_in_the_latest_turn_keeps_a_single_breakpoint(conversation, o
 
 def test_a_text_document_is_sent_as_its_text_titled_with_the_file_name(conversation, owner):
     turn_with(conversation, owner, "Review", [("main.py", "print('héllo')\n".encode())])
-    reply = Message.objects.create(conversation=conversation, role="assistant", status="streaming")
+    reply = message_appended(conversation, role="assistant", status="streaming")
 
     request = request_build(conversation, reply=reply)
 
@@ -81,7 +82,7 @@ def test_an_attachment_whose_file_is_gone_becomes_a_note_not_a_failed_reply(conv
     turn_with(conversation, owner, "See this", [("gone.png", image_bytes())])
     for path in media_root.rglob("*.png"):
         path.unlink()
-    reply = Message.objects.create(conversation=conversation, role="assistant", status="streaming")
+    reply = message_appended(conversation, role="assistant", status="streaming")
 
     request = request_build(conversation, reply=reply)
 
@@ -105,7 +106,7 @@ def test_the_chat_page_lists_attachments_escaped_without_a_query_per_message(
 
     body = response.content.decode()
     assert "<img src=x" not in body
-    data = json.loads(body.split('id="messages-data" type="application/json">')[1].split("</script>")[0])
-    assert [a["name"] for m in data if m["role"] == "user" for a in m["attachments"]] == [
+    data = json.loads(body.split('id="tree-data" type="application/json">')[1].split("</script>")[0])
+    assert [a["name"] for m in data["messages"] if m["role"] == "user" for a in m["attachments"]] == [
         "<img src=x onerror=alert(1)>.png"
     ] * 5

@@ -6,6 +6,7 @@ from channels.db import database_sync_to_async
 from django.urls import reverse
 from document_samples import docx_bytes, uploaded
 from test_consumer import TIMEOUT, assistant_id, connected, frames_until_final, reload
+from transcripts import message_appended
 
 from chat.models import Attachment, Message
 
@@ -220,8 +221,8 @@ async def test_more_than_20_attachments_in_one_message_are_refused(socket_for, o
 
 @database_sync_to_async
 def sent_before(conversation, owner, **fields) -> None:
-    """An earlier turn in the conversation that carried an attachment (its file is never read here)."""
-    message = Message.objects.create(conversation=conversation, role="user", content=[{"type": "text", "text": "x"}])
+    """An earlier turn on the active path that carried an attachment (its file is never read here)."""
+    message = message_appended(conversation, role="user", text="x")
     Attachment.objects.create(owner=owner, message=message, name="old", sha256="0" * 64, file="none", **fields)
 
 

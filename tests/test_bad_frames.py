@@ -42,6 +42,9 @@ async def assert_still_usable(socket) -> None:
         json.dumps({"type": "continue", "message": TOO_BIG_ID}),
         json.dumps({"type": "edit", "message": TOO_BIG_ID, "text": "hi"}),
         json.dumps({"type": "stop", "message": TOO_BIG_ID}),
+        json.dumps({"type": "switch", "message": TOO_BIG_ID}),
+        json.dumps({"type": "delete", "message": "7"}),
+        json.dumps({"type": "regenerate", "message": 0}),
         json.dumps({"type": "send", "text": "hi", "attachments": [1, TOO_BIG_ID]}),
         json.dumps({"type": "resume", "message": True}),
         '{"type": "resume", "message": ' + "9" * 5000 + "}",
@@ -51,7 +54,8 @@ async def assert_still_usable(socket) -> None:
     ],
     ids=[
         "lone surrogate", "NUL", "surrogate model", "surrogate edit", "huge resume id", "huge continue id",
-        "huge edit id", "huge stop id", "huge attachment id", "boolean id", "5000-digit id", "deep field",
+        "huge edit id", "huge stop id", "huge switch id", "string delete id", "zero regenerate id",
+        "huge attachment id", "boolean id", "5000-digit id", "deep field",
         "deep frame", "NaN",
     ],
 )

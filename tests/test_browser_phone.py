@@ -130,8 +130,9 @@ def test_hover_actions_are_shown_on_touch(phone):
     assert phone.evaluate("matchMedia('(hover: none), (pointer: coarse)').matches")
     copy = phone.locator(f"{REPLY} .copy-code").first
     assert copy.is_visible() and copy.evaluate("el => getComputedStyle(el).opacity") == "1"
-    assert phone.locator(f"{REPLY} .action-regenerate").is_visible()
-    assert phone.locator(".message-user .action-edit").is_visible()
+    # Regenerate and edit show once the socket is open (nothing can be sent before).
+    phone.locator(f"{REPLY} .action-regenerate").wait_for(state="visible")
+    phone.locator(".message-user .action-edit").first.wait_for(state="visible")
 
     phone.tap("#menu-button")
     rename = phone.locator(".conversation-item.is-current .rename-button")

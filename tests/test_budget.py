@@ -15,6 +15,7 @@ from chat import services as chat_services
 from chat.llm.pricing import TokenUsage
 from chat.models import ApiCall, Attachment, Message
 from tests.test_settings import manage
+from tests.transcripts import message_appended
 
 pytestmark = pytest.mark.django_db
 
@@ -119,7 +120,7 @@ def test_a_request_that_cannot_buy_even_a_short_answer_is_refused(owner, convers
 
 def test_the_estimate_covers_the_history_and_a_full_reply(owner, conversation, settings):
     settings.CHAT_MAX_OUTPUT_TOKENS = 1000
-    Message.objects.create(conversation=conversation, role="user", content=[{"type": "text", "text": "x" * 4000}])
+    message_appended(conversation, role="user", text="x" * 4000)
 
     estimate = selectors.request_estimate(conversation=conversation, text="y" * 400, model="claude-sonnet-5-5")
 
@@ -134,7 +135,7 @@ def test_the_estimate_counts_the_attachments_of_the_conversation_and_of_the_new_
         return Attachment.objects.create(owner=owner, message=message, kind="image", name="a.png", sha256="0" * 64,
                                          media_type="image/png", file="a.png", size=1, tokens=tokens)
 
-    sent = Message.objects.create(conversation=conversation, role="user", content=[])
+    sent = message_appended(conversation, role="user", content=[])
     elsewhere = Message.objects.create(conversation=chat_services.conversation_create(owner=owner), role="user")
     upload(owner, 1_500, message=sent)
     upload(owner, 7_000, message=elsewhere)

@@ -210,6 +210,9 @@ async def test_a_socket_connecting_mid_reply_gets_the_snapshot_then_the_rest(
     assert late_frames[0] is stored and stored["message"]["status"] == "streaming"
     assert live["message"]["status"] == "streaming" and live["message"]["seq"] >= 3
     assert live["message"]["content"][0]["text"]
+    # The live snapshot is the same object as the stored one, only further along.
+    assert live["message"].keys() == stored["message"].keys()
+    assert live["message"]["parent"] == stored["message"]["parent"] is not None
     message = await reload(live["message"]["id"])
     assert final["message"]["status"] == "complete"
     assert replay(late_frames, message.pk) == message.text

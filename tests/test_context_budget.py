@@ -14,6 +14,7 @@ from chat.llm.offline import offline_transport
 from chat.llm.request import RequestParts, request_assemble
 from chat.models import ApiCall, Message
 from test_consumer import TIMEOUT, connected, frames_until_final, reload
+from transcripts import message_appended
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("generations_drained")]
 
@@ -157,9 +158,9 @@ async def test_only_a_reply_cut_by_max_tokens_can_be_continued(socket_for, owner
 
 
 def test_continuing_strips_the_trailing_whitespace_the_api_refuses(conversation):
-    Message.objects.create(conversation=conversation, role="user", content=[{"type": "text", "text": "Go"}])
-    cut = Message.objects.create(
-        conversation=conversation, role="assistant", stop_reason="max_tokens",
+    message_appended(conversation, role="user", text="Go")
+    cut = message_appended(
+        conversation, role="assistant", stop_reason="max_tokens",
         content=[{"type": "text", "text": "The quick brown \n "}],
     )
 

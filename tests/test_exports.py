@@ -22,20 +22,31 @@ def downloaded(client, url) -> bytes:
 
 
 def add_turn(conversation, text="What is **bold**?", *, status=Message.Status.COMPLETE):
+    """A question and its reply at the end of the active path, which then ends at the reply."""
     asked = Message.objects.create(
-        conversation=conversation, role=Message.Role.USER, content=[{"type": "text", "text": text}]
+        conversation=conversation, parent_id=conversation.current_leaf_id, role=Message.Role.USER,
+        content=[{"type": "text", "text": text}],
     )
+    return asked, add_reply(asked, status=status)
+
+
+def add_reply(asked, *, status=Message.Status.COMPLETE, text="It is `**bold**`."):
+    """A reply to `asked` (another version, if it has one already), made the active path's leaf."""
+    conversation = asked.conversation
     answered = Message.objects.create(
-        conversation=conversation, role=Message.Role.ASSISTANT, model="claude-test", status=status,
+        conversation=conversation, parent=asked, role=Message.Role.ASSISTANT, model="claude-test",
+        status=status,
         content=[
             {"type": "thinking", "thinking": "Let me think.", "signature": "opaque"},
             {"type": "tool_use", "id": "toolu_1", "name": "calculator", "input": {"expression": "2+2"}},
             {"type": "tool_result", "tool_use_id": "toolu_1", "content": "4"},
-            {"type": "text", "text": "It is `**bold**`."},
+            {"type": "text", "text": text},
         ],
         input_tokens=10, output_tokens=5, cache_read_input_tokens=100, cost=Decimal("0.001234"),
     )
-    return asked, answered
+    conversation.current_leaf = answered
+    conversation.save(update_fields=["current_leaf"])
+    return answered
 
 
 def attach(message, name="notes.pdf"):
@@ -80,6 +91,8 @@ def test_it_downloads_json(client, owner, conversation):
     assert (exported["format"], exported["version"]) == ("claude-chat-export", 1)
     assert exported["conversation"]["id"] == conversation.pk
     user, reply = exported["messages"]
+    assert (user["parent"], reply["parent"]) == (None, asked.pk)
+    assert exported["conversation"]["current_leaf"] == reply["id"]
     assert user["content"][0] == {"type": "attachment", "attachment_id": attachment.pk}
     assert user["attachments"] == [
         {"id": attachment.pk, "name": "notes.pdf", "kind": "pdf", "media_type": "application/pdf", "size": 10}
@@ -153,16 +166,50 @@ def test_it_keeps_an_html_title_from_breaking_out(client, owner, conversation):
     assert response["Content-Disposition"] == 'attachment; filename="script-alert(1)-script- # Injected.md"'
 
 
-@pytest.mark.parametrize("export_format", ["md", "json"])
-def test_it_costs_the_same_queries_however_long(client, owner, conversation, django_assert_num_queries,
-                                                export_format):
+def test_markdown_is_the_active_path_and_json_the_whole_tree(client, owner, conversation):
+    first_question, first_reply = add_turn(conversation, "First question")
+    better = add_reply(first_question, text="A better first answer")
+    second_question, second_reply = add_turn(conversation, "Second question")
+    second_version = add_reply(second_question, text="The second version")
+    shown = add_reply(second_question, text="The third version")
     client.force_login(owner)
-    # The session, the user, the conversation, its messages, its attachments.
+
+    body = downloaded(client, export_url(conversation, "md")).decode()
+    exported = json.loads(downloaded(client, export_url(conversation, "json")))
+
+    assert "First question" in body and "Second question" in body
+    assert "A better first answer" in body and "The third version" in body
+    assert "It is `**bold**`." not in body and "The second version" not in body  # off the path
+    assert "version 2 of 2" in body and "version 3 of 3" in body
+    assert "the other versions of its messages are in the JSON export" in body
+    assert {message["id"]: message["parent"] for message in exported["messages"]} == {
+        first_question.pk: None, first_reply.pk: first_question.pk, better.pk: first_question.pk,
+        second_question.pk: better.pk, second_reply.pk: second_question.pk,
+        second_version.pk: second_question.pk, shown.pk: second_question.pk,
+    }
+    assert exported["conversation"]["current_leaf"] == shown.pk
+
+
+def test_a_conversation_without_versions_says_nothing_about_them(client, owner, conversation):
+    add_turn(conversation)
+    client.force_login(owner)
+
+    body = downloaded(client, export_url(conversation, "md")).decode()
+
+    assert "version" not in body.lower()
+
+
+@pytest.mark.parametrize(("export_format", "queries"), [("md", 6), ("json", 5)])
+def test_it_costs_the_same_queries_however_long(client, owner, conversation, django_assert_num_queries,
+                                                export_format, queries):
+    client.force_login(owner)
+    # The session, the user, the conversation, (Markdown: the tree's shape,) its messages, its attachments.
     for turns in (1, 30):
         for _ in range(turns):
             asked, _ = add_turn(conversation)
             attach(asked)
-        with django_assert_num_queries(5):
+            add_reply(asked)  # a second version of each reply: the path is half the tree
+        with django_assert_num_queries(queries):
             downloaded(client, export_url(conversation, export_format))
 
 

@@ -7,6 +7,7 @@ from asgiref.sync import async_to_sync
 from attachment_samples import image_bytes, pdf_bytes
 from document_samples import uploaded
 from test_consumer import connected, frames_until_final
+from transcripts import message_appended
 
 from chat import services
 from chat.attachments import blocks
@@ -29,12 +30,12 @@ def media_root(settings, tmp_path):
 
 
 def message_in(conversation, role, text):
-    return Message.objects.create(conversation=conversation, role=role, content=[{"type": "text", "text": text}])
+    return message_appended(conversation, role=role, text=text)
 
 
 def reply_to(conversation, text="Tell me about B-trees."):
     message_in(conversation, "user", text)
-    return Message.objects.create(conversation=conversation, role="assistant", status="streaming")
+    return message_appended(conversation, role="assistant", status="streaming")
 
 
 def answered(reply):
@@ -84,12 +85,12 @@ def test_a_request_near_the_window_is_counted_once_and_sent_whole_when_it_fits(
 
 
 def test_attachments_count_by_their_stored_estimate_not_their_base64(conversation, owner, settings):
-    message = Message.objects.create(conversation=conversation, role="user", content=[])
+    message = message_appended(conversation, role="user", content=[])
     [pdf] = uploaded(owner, "big.pdf", pdf_bytes(["Page"] * 3))
     attachment_services.attachments_claim(attachments=[pdf], message=message)
     message.content = [blocks.reference_block(pdf.pk), {"type": "text", "text": "Summarise"}]
     message.save()
-    reply = Message.objects.create(conversation=conversation, role="assistant", status="streaming")
+    reply = message_appended(conversation, role="assistant", status="streaming")
     pdf.refresh_from_db()
 
     parts, fitted = fitted_for(conversation, reply)
@@ -159,7 +160,7 @@ def test_an_admin_switching_a_tool_off_takes_effect_on_the_next_turn(conversatio
 
 
 def attachment_turn(conversation, owner, uploads):
-    message = Message.objects.create(conversation=conversation, role="user", content=[])
+    message = message_appended(conversation, role="user", content=[])
     attachments = [attachment for n, d in uploads for attachment in uploaded(owner, n, d)]
     attachment_services.attachments_claim(attachments=attachments, message=message)
     message.content = [blocks.reference_block(a.pk) for a in attachments] + [{"type": "text", "text": "See"}]

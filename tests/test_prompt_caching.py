@@ -8,7 +8,7 @@ from channels.db import database_sync_to_async
 
 from chat.llm.catalog import model_spec
 from chat.models import ApiCall
-from test_consumer import assistant_id, connected, frames_until_final, reload
+from test_consumer import TIMEOUT, assistant_id, connected, frames_until_final, reload
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("generations_drained")]
 
@@ -112,3 +112,31 @@ async def test_a_reply_served_from_the_cache_says_so(socket_for, owner, conversa
     assert second["usage"]["cache_read_input_tokens"] > 1000
     stored = await reload(second["id"])
     assert stored.cache_read_input_tokens == second["usage"]["cache_read_input_tokens"]
+
+
+async def test_switching_back_to_an_older_branch_reads_what_that_branch_cached(
+    socket_for, owner, conversation, offline_model_reset
+):
+    await with_system_prompt(conversation)
+    socket = await connected(socket_for, owner, conversation)
+
+    async def ask(frame: dict) -> dict:
+        await socket.send_json_to(frame)
+        return (await frames_until_final(socket))[-1]["message"]
+
+    first = await ask({"type": "send", "text": "What is a B-tree?"})
+    deeper = await ask({"type": "send", "text": "And a B+ tree?"})
+    older_branch = offline_model_reset.received[-1]
+    await ask({"type": "regenerate", "message": first["id"]})
+    await ask({"type": "send", "text": "And an LSM tree?"})  # the new branch writes its own prefix
+    await socket.send_json_to({"type": "switch", "message": first["id"]})
+    assert (await socket.receive_json_from(timeout=TIMEOUT))["type"] == "tree"
+
+    back = await ask({"type": "send", "text": "And a trie?"})
+
+    request = offline_model_reset.received[-1]
+    assert segments(request)[: len(segments(older_branch))] == segments(older_branch)
+    # The older branch's last request was cached up to its last block: the send after switching back reads it all.
+    assert back["usage"]["cache_read_input_tokens"] == sum(deeper["usage"][kind] for kind in (
+        "input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"
+    ))

@@ -20,14 +20,15 @@ from chat.models import ApiCall, Message
 from chat.replies import generation as generation_module
 from tests.cluster import free_port
 from tests.test_consumer import TIMEOUT, assistant_id, connected, frames_until_final, reload
+from tests.transcripts import message_appended
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("generations_drained")]
 
 
 def streaming_reply(conversation, text="Half", **fields) -> Message:
-    return Message.objects.create(
-        conversation=conversation, role="assistant", status="streaming", content=[{"type": "text", "text": text}],
-        heartbeat_at=timezone.now(), owner_token="a" * 32, **fields,
+    return message_appended(
+        conversation, role="assistant", status="streaming", text=text, heartbeat_at=timezone.now(),
+        owner_token="a" * 32, **fields,
     )
 
 

@@ -161,6 +161,31 @@ async def test_reconnecting_to_the_other_process_mid_reply_resumes_without_gap_o
     assert (follower.gaps, follower.duplicates) == (0, 0)
 
 
+async def frame_of_type(connection, kind: str) -> dict:
+    while (frame := await receive_frame(connection))["type"] != kind:
+        pass
+    return frame
+
+
+async def test_a_switch_made_on_one_process_reaches_a_socket_on_another(cluster):
+    server_a, server_b = cluster(2)
+    visitor = Visitor(server_a, "dora")
+    conversation = visitor.new_conversation()
+
+    async with visitor.connect(server_a, conversation) as on_a, visitor.connect(server_b, conversation) as on_b:
+        await send(on_a, "Versions please")
+        first = await follow_until_done(on_a, ReplyFollower())
+        await on_a.send('{"type": "regenerate"}')
+        regenerated = await frame_of_type(on_b, "tree")
+        second_id = regenerated["path"][-1]["id"]
+        await settled_state(on_a, second_id)  # a switch waits for the reply to end
+        await on_a.send('{"type": "switch", "message": %d}' % first.message_id)
+        switched = await frame_of_type(on_b, "tree")
+
+    assert regenerated["path"][-1]["versions"] == [first.message_id, second_id]
+    assert [entry["id"] for entry in switched["path"]][-1] == first.message_id
+
+
 async def test_stop_sent_to_another_process_stops_the_reply(cluster):
     server_a, server_b = cluster(2, OFFLINE_MODEL_TOKENS_PER_SECOND=60)
     visitor = Visitor(server_a, "carol")
@@ -330,8 +355,9 @@ async def test_five_tabs_on_two_processes_never_spend_more_than_the_budget(clust
     visitor = Visitor(servers[0], "ivan")
     with psycopg.connect(database_url) as database:  # five tabs, five conversations ("New chat" reuses an empty one)
         conversations = [row[0] for row in database.execute(
-            "INSERT INTO chat_conversation (owner_id, title, model, system_prompt, thinking, created_at, updated_at)"
-            " SELECT id, '', 'claude-sonnet-5-5', '', 'off', now(), now() FROM accounts_user, generate_series(1, 5)"
+            "INSERT INTO chat_conversation"
+            " (owner_id, title, model, system_prompt, thinking, tree_version, created_at, updated_at)"
+            " SELECT id, '', 'claude-sonnet-5-5', '', 'off', 0, now(), now() FROM accounts_user, generate_series(1, 5)"
             " WHERE username = 'ivan' RETURNING id"
         ).fetchall()]
     outcomes = []

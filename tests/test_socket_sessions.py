@@ -8,12 +8,14 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from conftest import ORIGIN
 from django.contrib.auth import HASH_SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.test import Client
 from django.utils import timezone
 from test_consumer import TIMEOUT, connected, frames_until_final
 
 from chat import services
+from chat.models import Conversation, Message
 from chat.socket_watch import SessionRef, session_is_live, sessions_live
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("generations_drained")]
@@ -168,3 +170,27 @@ async def test_the_socket_cap_counts_each_user_apart(socket_for, owner, outsider
     await other.send_json_to({"type": "send", "text": "My own tab"})
 
     assert (await frames_until_final(other))[-1]["message"]["status"] == "complete"
+
+
+@pytest.mark.parametrize("action", ["delete", "switch"])
+async def test_a_socket_whose_session_was_flushed_cannot_change_the_branch_and_is_ended(
+    browser_socket, owner, conversation, settings, action
+):
+    settings.CHAT_SESSION_CHECK_INTERVAL = 3600  # the frame, not the periodic check, must find the ended session
+    socket, client = await browser_socket(owner, conversation)
+    await socket.send_json_to({"type": "send", "text": "What is a B-tree?"})
+    first = (await frames_until_final(socket))[-1]["message"]
+    await socket.send_json_to({"type": "regenerate"})
+    await frames_until_final(socket)
+    before = await database_sync_to_async(lambda: (
+        list(Message.objects.values_list("pk", flat=True)), Conversation.objects.get().current_leaf_id
+    ))()
+    await database_sync_to_async(lambda: SessionStore(session_key=session_of(client).session_key).flush())()
+
+    await socket.send_json_to({"type": action, "message": first["id"]})
+
+    await assert_closed_as(socket, "session_ended", 4401)
+    after = await database_sync_to_async(lambda: (
+        list(Message.objects.values_list("pk", flat=True)), Conversation.objects.get().current_leaf_id
+    ))()
+    assert after == before and first["id"] in after[0]

@@ -5,7 +5,8 @@ import pytest
 from django.urls import reverse
 
 from chat import services
-from chat.models import Conversation, Message
+from chat.models import Conversation
+from tests.transcripts import message_appended
 
 pytestmark = pytest.mark.django_db
 
@@ -33,14 +34,14 @@ def test_home_opens_the_latest_conversation(client, owner, conversation):
 
 
 def test_the_chat_page_shows_the_transcript_and_the_offline_badge(client, owner, conversation):
-    Message.objects.create(conversation=conversation, role="user", content=[{"type": "text", "text": "Hi there"}])
+    message_appended(conversation, role="user", text="Hi there")
     client.force_login(owner)
 
     response = client.get(reverse("conversation_detail", args=[conversation.pk]))
 
     assert response.status_code == 200
     assert response.context["offline_model"] is True
-    assert response.context["messages_data"][0]["content"][0]["text"] == "Hi there"
+    assert response.context["tree_data"]["messages"][0]["content"][0]["text"] == "Hi there"
     assert response.context["ws_path"] == f"/ws/conversations/{conversation.pk}/"
 
 
@@ -56,12 +57,12 @@ def test_the_chat_page_lists_only_the_users_own_conversations(client, owner, out
 
 def test_the_chat_page_shows_a_dead_stream_interrupted(client, owner, conversation, settings):
     settings.CHAT_STREAM_STALE_AFTER = 0
-    dead = Message.objects.create(conversation=conversation, role="assistant", status="streaming")
+    dead = message_appended(conversation, role="assistant", status="streaming")
     client.force_login(owner)
 
     response = client.get(reverse("conversation_detail", args=[conversation.pk]))
 
-    [shown] = response.context["messages_data"]
+    [shown] = response.context["tree_data"]["messages"]
     assert shown["id"] == dead.pk and shown["status"] == "interrupted" and shown["error"]
 
 
@@ -118,3 +119,25 @@ def test_an_outsider_gets_404(client, outsider, conversation, name, method):
     assert response.status_code == 404
     conversation.refresh_from_db()
     assert conversation.title != "mine now"
+
+
+@pytest.mark.parametrize("message", ["9" * 5000, str(2**63), "0", "-1", "1e3", "١", ""])
+def test_forking_at_anything_but_a_message_id_gets_404(client, owner, conversation, message):
+    message_appended(conversation, role="user", text="Hello")
+    client.force_login(owner)
+
+    response = client.post(reverse("conversation_fork", args=[conversation.pk]), {"message": message})
+
+    assert response.status_code == 404
+    assert Conversation.objects.filter(owner=owner).count() == 1
+
+
+def test_forking_at_a_message_id_works_and_the_largest_id_finds_nothing(client, owner, conversation):
+    asked = message_appended(conversation, role="user", text="Hello")
+    client.force_login(owner)
+    fork_url = reverse("conversation_fork", args=[conversation.pk])
+
+    assert client.post(fork_url, {"message": str(2**63 - 1)}).status_code == 404
+    response = client.post(fork_url, {"message": str(asked.pk)})
+
+    assert response.status_code == 302 and Conversation.objects.filter(owner=owner).count() == 2

@@ -17,6 +17,8 @@ from chat.attachments.limits import AttachmentRefused, megabytes, request_limits
 from chat.attachments.names import display_name
 from chat.attachments.readers import PIPELINE_VERSION, READERS, Processed
 from chat.models import Attachment, Conversation, Message
+from chat.selectors import Tree
+from projects.selectors import project_in_reach
 
 # What an upload of bytes the owner sent before copies from the earlier row instead of processing them again.
 PROCESSED_FIELDS = (
@@ -120,15 +122,18 @@ def _unreferenced_deleted(names: list[str]) -> None:
             storage.file_delete(name)
 
 
-def attachments_for_turn(*, conversation: Conversation, attachment_ids: list[int]) -> list[Attachment]:
+def attachments_for_turn(
+    *, conversation: Conversation, attachment_ids: list[int], tree: Tree | None = None
+) -> list[Attachment]:
     """The conversation owner's unclaimed attachments with these ids, in this order, within the API's limits.
+    `tree`: the conversation's, when the caller has read it already.
 
     Raises AttachmentRefused. Someone else's attachment, an unknown id and one already sent look the same.
     """
     found = {
         attachment.pk: attachment
         for attachment in Attachment.objects.filter(
-            pk__in=attachment_ids, owner_id=conversation.owner_id, message__isnull=True
+            pk__in=attachment_ids, owner_id=conversation.owner_id, message__isnull=True, project__isnull=True
         )
     }
     if len(found) != len(set(attachment_ids)):
@@ -137,7 +142,13 @@ def attachments_for_turn(*, conversation: Conversation, attachment_ids: list[int
             "An attachment is missing, or was already sent. Remove it and attach the file again.",
         )
     sending = [found[attachment_id] for attachment_id in dict.fromkeys(attachment_ids)]
-    sent = Attachment.objects.filter(message__conversation=conversation).only("kind", "size", "page_count")
+    # The request carries the attachments of the path the new message continues, not of other branches, and
+    # the files of the conversation's project, which every request of it starts with.
+    path = (tree or Tree.of(conversation.pk)).path_to(conversation.current_leaf_id)
+    carried = Q(message_id__in=path)
+    if (project := project_in_reach(conversation)) is not None:
+        carried |= Q(project=project)
+    sent = Attachment.objects.filter(carried).only("kind", "size", "page_count")
     request_limits_check(sending=sending, sent=list(sent))
     return sending
 
@@ -149,12 +160,27 @@ def attachments_claim(*, attachments: list[Attachment], message: Message) -> Non
     transaction, message included, rolls back) instead of both sending it.
     """
     claimed = Attachment.objects.filter(
-        pk__in=[attachment.pk for attachment in attachments], message__isnull=True
+        pk__in=[attachment.pk for attachment in attachments], message__isnull=True, project__isnull=True
     ).update(message=message)
     if claimed != len(attachments):
         raise AttachmentRefused("bad_attachment", "An attachment was just sent in another message.")
     for attachment in attachments:
         attachment.message = message
+
+
+def attachments_copy(*, attachments: list[Attachment], message: Message, owner) -> dict[int, Attachment]:
+    """New rows for `attachments`, claimed by `message` and owned by `owner`, naming the same stored files (an
+    edited message keeps the original's, a fork its source's): by the original's id. Files are never copied;
+    attachments_cleanup keeps a file while any row names it. Call inside the transaction storing `message`."""
+    copies = {
+        attachment.pk: Attachment(
+            owner=owner, message=message, name=attachment.name,
+            **{field: getattr(attachment, field) for field in PROCESSED_FIELDS},
+        )
+        for attachment in attachments
+    }
+    Attachment.objects.bulk_create(copies.values())
+    return copies
 
 
 def attachments_cleanup(*, older_than: timedelta) -> tuple[int, int]:
@@ -164,7 +190,7 @@ def attachments_cleanup(*, older_than: timedelta) -> tuple[int, int]:
     progress has no row yet. Files left by deleted conversations go the same way. Returns (attachments, files) deleted.
     """
     cutoff = timezone.now() - older_than
-    deleted, _ = Attachment.objects.filter(message__isnull=True, created_at__lt=cutoff).delete()
+    deleted, _ = Attachment.objects.filter(message__isnull=True, project__isnull=True, created_at__lt=cutoff).delete()
     referenced = set()
     for file, thumbnail in Attachment.objects.values_list("file", "thumbnail").iterator():
         referenced.update((file, thumbnail))

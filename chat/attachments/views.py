@@ -135,3 +135,11 @@ def file_response(name: str, media_type: str, shown_name: str) -> FileResponse:
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+def uncached(response):
+    """A file whose access can end while the browser still holds it (a share revoked, a project member
+    removed), where the owner's own files may be kept an hour: asked for again each time, so closing the
+    access closes the file too."""
+    response["Cache-Control"] = "private, no-store"
+    return response

@@ -8,8 +8,9 @@ Only a request whose estimate passes NEAR_WINDOW of the room (the window less `m
 `client.messages.count_tokens` (the API's own count with a key, the offline model's otherwise). When the count
 says it would overflow, the oldest exchanges are left out, whole (a user message with its replies, tool calls
 and results included, so no tool pair is ever split), by their local estimates, and the smaller request is
-estimated, and counted if still near, again. The system prompt and the latest exchange are never left out: when
-they alone do not fit, the request is refused before it is sent.
+estimated, and counted if still near, again. The system prompt, a project's instructions and files (its prefix,
+chat/llm/request.py) and the latest exchange are never left out: when they alone do not fit, the request is
+refused before it is sent.
 
 The estimate is rough: JSON quoting pads prose, code takes more tokens a character than prose, and non-ASCII
 text counts six characters a character (JSON escapes it as `\\uXXXX`), so a script of about one token a
@@ -79,7 +80,7 @@ async def request_fit(
     while True:
         request = assemble(left_out)
         room = window - request["max_tokens"]
-        tokens = request_estimate(request, attachment_tokens=sum(
+        tokens = request_estimate(request, attachment_tokens=parts.project.file_tokens + sum(
             exchange.attachment_tokens for exchange in parts.exchanges[left_out:]
         ))
         if tokens > room * NEAR_WINDOW:

@@ -9,8 +9,13 @@ Tool turns: an assistant Message holds its whole reply, tool calls and their res
 (`[text, tool_use, tool_use, tool_result, tool_result, text]`). `reply_turns` expands it into the API's turns:
 each run of tool_result blocks becomes a user turn between the assistant turns around it.
 
+Projects: a conversation in a project starts every request with the project's prefix (projects/prompts.py):
+its instructions as the first system block, before the conversation's own system prompt, and its files as the
+first blocks of the first turn sent. The context budget leaves out old exchanges after it, never the prefix.
+
 Prompt caching: `cache_breakpoints_place` alone decides where the API's four breakpoints go. Nothing volatile
-(timestamps, ids) is ever placed in a request, so two turns share a byte-identical prefix.
+(timestamps, ids) is ever placed in a request, so two turns share a byte-identical prefix, and so do two
+conversations of one project.
 """
 
 import json
@@ -25,6 +30,8 @@ from chat.llm.catalog import ModelSpec
 from chat.llm.tokens import estimate_tokens
 from chat.llm.registry import model_for
 from chat.models import Conversation, Message, ThinkingLevel
+from projects.prompts import NO_PROJECT, ProjectPrefix, project_prefix
+from projects.selectors import project_in_reach
 
 EPHEMERAL = {"type": "ephemeral"}
 MAX_CACHE_BREAKPOINTS = 4
@@ -48,10 +55,14 @@ class RequestParts:
     thinking: str
     tools: list  # the tools the reply may run, bound to whom it answers for (chat/llm/tools.py)
     exchanges: list[Exchange]
+    project: ProjectPrefix = NO_PROJECT  # sent first, before the system prompt and the history; never left out
 
 
-def request_parts(conversation: Conversation, *, reply: Message) -> RequestParts:
-    """What every request of `reply` is built from: one read of the database per reply."""
+def request_parts(
+    conversation: Conversation, *, reply: Message, tree: selectors.Tree | None = None
+) -> RequestParts:
+    """What every request of `reply` is built from: one read of the database per reply. `tree`: the
+    conversation's, with `reply` in it, when the caller has read it already."""
     owner = conversation.owner
     context = tools_module.ToolContext(owner.pk, owner.time_zone, conversation.pk)
     enabled = selectors.tool_names_enabled(tools_module.TOOL_NAMES)
@@ -59,7 +70,8 @@ def request_parts(conversation: Conversation, *, reply: Message) -> RequestParts
         system=conversation.system_prompt.strip(),
         thinking=conversation.thinking,
         tools=tools_module.tools_for(context, enabled),
-        exchanges=_exchanges(conversation, reply),
+        exchanges=_exchanges(conversation, reply, tree),
+        project=project_prefix(project_in_reach(conversation)),
     )
 
 
@@ -83,12 +95,16 @@ def request_assemble(
         turns[-1]["content"] = [block for block in turns[-1]["content"] if block["type"] != "thinking"]
     while turns and (turns[-1]["role"] == "assistant" and not continuing or not turns[-1]["content"]):
         turns.pop()
+    if turns and parts.project.blocks:
+        # The first turn is the user's (leading replies were dropped above): the files go before its blocks.
+        turns[0]["content"][:0] = [dict(block) for block in parts.project.blocks]
     request = {"model": model.id, **output_options(model, parts.thinking, continuing), "messages": turns}
-    if parts.system:
-        request["system"] = [{"type": "text", "text": parts.system}]
+    system = [text for text in (parts.project.instructions, parts.system) if text]
+    if system:
+        request["system"] = [{"type": "text", "text": text} for text in system]
     if parts.tools:
         request["tools"] = tools_module.tool_definitions(parts.tools)
-    cache_breakpoints_place(request)
+    cache_breakpoints_place(request, project_blocks=len(parts.project.blocks) if turns else 0)
     return request
 
 
@@ -117,22 +133,33 @@ def output_options(model: ModelSpec, thinking: str, continuing: bool) -> dict:
     return {"max_tokens": max_tokens, "thinking": {"type": "enabled", "budget_tokens": budget}}
 
 
-def cache_breakpoints_place(request: dict) -> None:
-    """The one owner of the API's four cache breakpoints. They go where they pay, in this order:
+def cache_breakpoints_place(request: dict, *, project_blocks: int = 0) -> None:
+    """The one owner of the API's four cache breakpoints. `project_blocks`: how many blocks at the start of the
+    first turn are the project's files. The breakpoints go where they pay, in this order:
 
     1. the end of the fixed prefix (the system prompt, else the tools), which every turn shares;
-    2. the end of the latest turn, so the cached prefix grows with the conversation and each request reads
+    2. the project's last file, so the prefix of tools, instructions and files, the same bytes in every
+       conversation of the project with the same system prompt, is written once and read by all of them;
+    3. the end of the latest turn, so the cached prefix grows with the conversation and each request reads
        everything before it;
-    3. PDF documents, newest first: the biggest blocks and the ones asked about again; their own breakpoint
-       keeps them readable once the latest turn has moved on past the API's 20-block lookback;
-    4. the end of the tools, when a system prompt follows them and a breakpoint is left.
+    4. the project's instructions, when the conversation's own system prompt follows them: conversations of
+       the project with different system prompts still share the tools and the instructions;
+    5. PDF documents of the conversation, newest first: the biggest blocks and the ones asked about again; their
+       own breakpoint keeps them readable once the latest turn has moved on past the API's 20-block lookback
+       (the project's files need none: the second breakpoint always covers them);
+    6. the end of the tools, when a system prompt follows them and a breakpoint is left.
+
+    So the project prefix always has its breakpoints (1, 2 and, with two system blocks, 4): whatever the
+    conversation adds is cached after it, never in its place.
     """
     system, tools = request.get("system", []), request.get("tools", [])
     blocks = [block for message in request["messages"] for block in message["content"]]
     candidates = [
         system[-1] if system else tools[-1] if tools else None,
+        blocks[project_blocks - 1] if project_blocks else None,
         blocks[-1] if blocks else None,
-        *(block for block in reversed(blocks) if block.get("type") == "document"),
+        *system[:-1],
+        *(block for block in reversed(blocks[project_blocks:]) if block.get("type") == "document"),
         tools[-1] if system and tools else None,
     ]
     free = MAX_CACHE_BREAKPOINTS
@@ -145,10 +172,12 @@ def cache_breakpoints_place(request: dict) -> None:
 # --- the history --------------------------------------------------------------------------------------------
 
 
-def _exchanges(conversation: Conversation, reply: Message) -> list[Exchange]:
-    history = conversation.messages.filter(pk__lt=reply.pk)
+def _exchanges(conversation: Conversation, reply: Message, tree: selectors.Tree | None) -> list[Exchange]:
+    """The history `reply` answers: exactly the path from the root down to the reply's parent (the other
+    branches are never sent), so along one path every request starts with the same bytes and reads the cache.
+    Three queries however long: the tree (unless given), the path's rows, their attachments."""
     groups: list[list[Message]] = []
-    for message in history.exclude(status=Message.Status.STREAMING).prefetch_related("attachments"):
+    for message in selectors.path_messages(conversation, reply.parent_id, tree):
         if message.role == Message.Role.USER or not groups:
             groups.append([])
         groups[-1].append(message)

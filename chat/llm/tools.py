@@ -259,5 +259,26 @@ TOOLS: dict[str, BetaFunctionTool] = {
     "current_time": current_time,
     "search_conversations": search_conversations,
 }
-# The tools that read `answering_for`, and so run only bound to a context.
-CONTEXT_TOOLS = (current_time, search_conversations)
+# The tools that read `answering_for`: they run only bound to a context, and what they return is the data of
+# the user they answered for (their time zone, excerpts of their other conversations).
+CONTEXT_TOOL_NAMES = ("current_time", "search_conversations")
+CONTEXT_TOOLS = tuple(TOOLS[name] for name in CONTEXT_TOOL_NAMES)
+
+WITHHELD = "Withheld: this tool read the owner's own data."
+
+
+def context_results_withheld(content: list[dict]) -> list[dict]:
+    """`content` (a message's blocks) with the result of every context tool call replaced by WITHHELD: what a
+    conversation shows or hands to anyone but its owner (a share, a share viewer's fork), since those results
+    are the owner's own data. Other blocks, and the results of the other tools, are kept as they are."""
+    withheld = {
+        block.get("id") for block in content
+        if block.get("type") == "tool_use" and block.get("name") in CONTEXT_TOOL_NAMES
+    }
+    if not withheld:
+        return content
+    return [
+        {**block, "content": WITHHELD}
+        if block.get("type") == "tool_result" and block.get("tool_use_id") in withheld else block
+        for block in content
+    ]

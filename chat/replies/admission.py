@@ -8,6 +8,9 @@ refusal anywhere rolls all of it back, so a refused send stores nothing and rese
 sockets need, and what every request of the reply is built from (chat/llm/request.py `request_parts`), are
 read here too, where queries may run: the caller publishes the frames once this has committed, and the reply
 starts without another query.
+
+Switching the active branch and deleting a branch (`branch_change`) start no reply, but come here for the same
+rules: nothing changes a conversation's path while a reply streams in it, nor from a socket whose session ended.
 """
 
 from dataclasses import dataclass, field
@@ -43,72 +46,115 @@ def reply_admit(
     text: str = "", model: str | None = None, attachment_ids: list[int] = (), message_id: int | None = None,
 ) -> Admitted:
     """Admit one turn or raise Refusal (nothing stored then). `model` is an offered model id or "auto", already
-    checked; `message_id` is the message that edit and continue act on."""
+    checked; `message_id` is the message that regenerate, edit and continue act on (regenerate: optional)."""
+    return _busy_swept(conversation_id, lambda: _admit(
+        user_id, session_key, auth_hash, conversation_id, action, text, model, attachment_ids, message_id
+    ))
+
+
+def branch_change(
+    *, user_id: int, session_key: str | None, auth_hash: str, conversation: Conversation,
+    action: Literal["switch", "delete"], message_id: int,
+) -> dict:
+    """Switch the active branch, or delete one (chat/services.py), and build the `tree` frame that tells every
+    socket: one hop to the database, one transaction, so the frame shows the path this change made with the
+    version it made (a later change in another process cannot slip in between). Refused as a turn is: an ended
+    session (`session_ended`), a reply streaming (`busy`); a message that is not this conversation's is
+    `not_found`."""
+    change = services.branch_switch if action == "switch" else services.branch_delete
+
+    def attempt() -> dict:
+        with transaction.atomic():
+            _user_signed_in(user_id, session_key, auth_hash)
+            changed = change(conversation=conversation, message_id=message_id)
+            return _tree_frame(conversation, changed.tree, changed.known)
+
+    return _busy_swept(conversation.pk, attempt)
+
+
+def _busy_swept(conversation_id: int, attempt):
+    """`attempt()`, or Refusal `busy` while a reply streams in the conversation. The reply in the way may be one
+    a dead process left: it is swept (a write, in a write path) and `attempt` tried once more, so the user need
+    not wait for the periodic sweep."""
     try:
-        return _admit(user_id, session_key, auth_hash, conversation_id, action, text, model, attachment_ids,
-                      message_id)
+        return attempt()
     except services.ConversationBusy:
-        # The reply in the way may be one a dead process left: sweep it (a write, in a write path) and try once
-        # more, so the user need not wait for the periodic sweep.
         if not services.messages_interrupt_stale(conversation_id=conversation_id):
             raise Refusal("busy", BUSY_DETAIL) from None
     try:
-        return _admit(user_id, session_key, auth_hash, conversation_id, action, text, model, attachment_ids,
-                      message_id)
+        return attempt()
     except services.ConversationBusy:
         raise Refusal("busy", BUSY_DETAIL) from None
 
 
 def _admit(user_id, session_key, auth_hash, conversation_id, action, text, model, attachment_ids, message_id):
     with transaction.atomic():
-        # Locking the user row serializes one user's admissions across processes (PostgreSQL; SQLite's
-        # IMMEDIATE transactions serialize every writer), so the budget read below cannot be overtaken.
-        # no_key: the lock must not block the inserts (ledger rows, reservations) of the user's settling replies.
-        user = get_user_model().objects.select_for_update(no_key=True).get(pk=user_id)
-        if not user.is_active or not socket_watch.session_is_live(session_key, user_id, auth_hash):
-            ending = socket_watch.SESSION_ENDED
-            raise Refusal(ending.code, ending.detail)
-        conversation = Conversation.objects.filter(pk=conversation_id, owner=user).first()
+        user = _user_signed_in(user_id, session_key, auth_hash)
+        # Locked too, as a switch or a deleted branch locks it (chat/services.py): the turn is stored at the end
+        # of the path as it is once they have committed. no_key, as above: ledger rows of settling replies
+        # reference the conversation.
+        conversation = (
+            Conversation.objects.select_for_update(no_key=True).filter(pk=conversation_id, owner=user).first()
+        )
         if conversation is None:
             raise Refusal("not_found", "This conversation no longer exists.")
         conversation.owner = user
-        turn, continuing = _turn(conversation, action, text, model, attachment_ids, message_id)
+        # The tree is read once, here, for everything the admission asks of it.
+        tree = selectors.Tree.of(conversation.pk)
+        turn, continuing = _turn(conversation, tree, action, text, model, attachment_ids, message_id)
         reply = turn.assistant_message
+        stored = [message for message in (turn.user_message, reply) if message is not None]
+        tree = turn.tree or tree.with_messages(*stored)
         spec = registry.model_for(reply.model)
         max_tokens = output_options(spec, conversation.thinking, continuing)["max_tokens"]
         hold = billing_services.request_admit(
-            user=user, conversation=conversation, text="", model=reply.model, max_tokens=max_tokens
+            user=user, conversation=conversation, text="", model=reply.model, max_tokens=max_tokens,
+            conversation_tree=tree,
         )
         reservation = billing_services.reservation_create(user=user, message=reply, hold=hold)
         limits = ReplyLimits(reservation.pk, hold.max_tokens, hold.tool_rounds, hold.notice)
-        parts = request_parts(conversation, reply=reply)
+        parts = request_parts(conversation, reply=reply, tree=tree)
         return Admitted(conversation, reply, limits, continuing, parts, _frames(conversation, turn))
 
 
-def _turn(conversation, action, text, model, attachment_ids, message_id) -> tuple[services.Turn, bool]:
-    """Store what the action changes; the reply's model is routed here (Auto reads the message)."""
+def _user_signed_in(user_id: int, session_key: str | None, auth_hash: str):
+    """The user, their row locked, or Refusal `session_ended` when the socket's session no longer signs them in
+    (a logout, a password change, deactivation): checked inside the caller's transaction, before anything is
+    stored. Locking the user row serializes one user's admissions across processes (PostgreSQL; SQLite's
+    IMMEDIATE transactions serialize every writer), so the budget read after it cannot be overtaken. no_key:
+    the lock must not block the inserts (ledger rows, reservations) of the user's settling replies."""
+    user = get_user_model().objects.select_for_update(no_key=True).get(pk=user_id)
+    if not user.is_active or not socket_watch.session_is_live(session_key, user_id, auth_hash):
+        ending = socket_watch.SESSION_ENDED
+        raise Refusal(ending.code, ending.detail)
+    return user
+
+
+def _turn(conversation, tree, action, text, model, attachment_ids, message_id) -> tuple[services.Turn, bool]:
+    """Store what the action changes; the reply's model is routed here (Auto reads the message). `tree` is
+    the conversation's before the turn."""
     if action == "send":
         route = routing.route(model or conversation.model, text=text, attachment_count=len(attachment_ids))
         return services.turn_start(
             conversation=conversation, text=text, model=model, attachment_ids=attachment_ids,
-            reply_model=route.model, route_reason=route.reason,
+            reply_model=route.model, route_reason=route.reason, tree=tree,
         ), False
     if action == "continue":
         message = _message(conversation, message_id)
         reply = services.message_continue_start(message=message)
         return services.Turn(None, reply, conversation_changed=False), True
     if action == "regenerate":
-        question = selectors.last_user_message(conversation)
-        if question is None:
-            raise Refusal("nothing_to_regenerate", "There is no reply to write again.")
+        message = _message(conversation, message_id) if message_id is not None else None
+        question = services.regenerated_question(conversation=conversation, tree=tree, message=message)
         route = _route(conversation, model, question.text, question)
         return services.turn_regenerate(
-            conversation=conversation, model=model, reply_model=route.model, route_reason=route.reason
+            conversation=conversation, question=question, tree=tree, model=model, reply_model=route.model,
+            route_reason=route.reason,
         ), False
     message = _message(conversation, message_id)
     route = _route(conversation, model, text, message)
     return services.turn_edit(
-        conversation=conversation, message=message, text=text, model=model, reply_model=route.model,
+        conversation=conversation, message=message, text=text, tree=tree, model=model, reply_model=route.model,
         route_reason=route.reason,
     ), False
 
@@ -126,10 +172,22 @@ def _message(conversation, message_id) -> Message:
 
 
 def _frames(conversation, turn: services.Turn) -> list[dict]:
-    built = [frames.removed_frame(message_id) for message_id in turn.removed_message_ids]
-    if turn.user_message is not None:
-        built.append(frames.message_frame(frames.message_payload(turn.user_message)))
-    built.append(frames.message_frame(frames.message_payload(turn.assistant_message)))
+    """A new message and its reply (or a continued reply) as `message` frames; a regenerate or an edit as the
+    `tree` frame of the new branch, whose path ends in the new reply and which carries the new messages."""
+    if turn.tree is not None:
+        built = [_tree_frame(conversation, turn.tree, turn.known)]
+    else:
+        built = [frames.message_frame(frames.message_payload(message))
+                 for message in (turn.user_message, turn.assistant_message) if message is not None]
     if turn.conversation_changed:
         built.append(frames.conversation_frame(conversation))
     return built
+
+
+def _tree_frame(conversation: Conversation, tree: selectors.Tree, known: frozenset[int]) -> dict:
+    """The `tree` frame of the conversation's path as this transaction left it, with its `tree_version`. Only
+    the rows of the path's messages not in `known` (which clients already have) are read: the same two
+    queries for a path of any length."""
+    path = tree.path_to(conversation.current_leaf_id)
+    fresh = selectors.messages_in_order(conversation, [step for step in path if step not in known])
+    return frames.tree_frame(path, tree, fresh, version=conversation.tree_version)

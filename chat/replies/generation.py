@@ -100,6 +100,7 @@ class Generation:
         self.model = message.model
         self.route_reason = message.route_reason
         self.created_at = message.created_at
+        self.parent_id = message.parent_id
         self.group = conversation_group(self.conversation_id)
         self.channel_layer = get_channel_layer()
         # A continued reply (Continue after max_tokens) starts from what it said, its frames from its seq.
@@ -146,6 +147,7 @@ class Generation:
         self._queue_pending_frame()
         return {
             "id": self.message_id,
+            "parent": self.parent_id,
             "role": Message.Role.ASSISTANT,
             "status": Message.Status.STREAMING,
             "content": [dict(block) for block in self.blocks],

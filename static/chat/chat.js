@@ -1,9 +1,11 @@
 /*
  * The chat page: the sidebar (rename, delete), the transcript (markdown rendered, sanitized and highlighted),
- * the conversation websocket (docs/protocol.md) with reconnect, and the composer with its attachments.
+ * the conversation's active path through its tree of versions, the conversation websocket (docs/protocol.md)
+ * with reconnect, and the composer with its attachments.
  *
- * Plain browser JavaScript with no build step. The vendored marked, DOMPurify and highlight.js scripts are
- * loaded before this one (all `defer`, so in document order). Nothing here runs inline, so the page works
+ * Plain browser JavaScript with no build step. The vendored marked, DOMPurify and highlight.js scripts and
+ * static/chat/render.js (how a message's parts look, shared with the shared page) are loaded before this one
+ * (all `defer`, so in document order). Nothing here runs inline, so the page works
  * under a strict Content-Security-Policy.
  */
 "use strict";
@@ -21,21 +23,8 @@
     return "";
   }
 
-  function escapeHtml(text) {
-    return text
-      .replace(/&/g, "&amp;")
-      .replace(/</g, "&lt;")
-      .replace(/>/g, "&gt;")
-      .replace(/"/g, "&quot;")
-      .replace(/'/g, "&#39;");
-  }
-
-  function element(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
+  // How a message's parts look, shared with the shared page (static/chat/render.js, loaded before this).
+  const { element, renderMarkdown, copyCode, renderAttachments, renderToolStep } = window.ChatRender;
 
   const integerFormat = new Intl.NumberFormat();
 
@@ -219,73 +208,9 @@
   }
 
   // ---------------------------------------------------------------------------------------------------------
-  // Markdown: marked turns the reply into HTML, DOMPurify removes anything active, highlight.js colours code.
-
-  // Links in replies open in a new tab without handing the page to the target.
-  function hardenLinks(node) {
-    if (node.tagName === "A" && node.hasAttribute("href")) {
-      node.setAttribute("target", "_blank");
-      node.setAttribute("rel", "noopener noreferrer");
-    }
-  }
-
-  const SANITIZE_OPTIONS = {
-    USE_PROFILES: { html: true }, // no SVG or MathML
-    FORBID_TAGS: ["style", "img", "form"],
-    FORBID_ATTR: ["style"],
-    ALLOW_DATA_ATTR: false,
-  };
-
-  function createMarkdown() {
-    DOMPurify.addHook("afterSanitizeAttributes", hardenLinks);
-    return new marked.Marked({
-      gfm: true,
-      renderer: {
-        // Raw HTML in a reply is shown as text, the way the user or the model typed it: a reply quoting
-        // `<img onerror=...>` must display it, not run it.
-        html: ({ text }) => escapeHtml(text),
-        // Remote images would load without a click and can carry data out in their URL (a prompt injection
-        // in an uploaded document could ask for that), so an image becomes a plain link.
-        image: ({ href, text }) => `<a href="${escapeHtml(href)}">${escapeHtml(text || href)}</a>`,
-      },
-    });
-  }
-
-  let markdown = null;
-
-  function renderMarkdown(container, text) {
-    markdown = markdown || createMarkdown();
-    container.innerHTML = DOMPurify.sanitize(markdown.parse(text), SANITIZE_OPTIONS);
-    for (const code of container.querySelectorAll("pre > code")) highlightCode(code);
-  }
-
-  function highlightCode(code) {
-    // A language highlight.js does not know would log an error; auto-detection is the better fallback.
-    const languageClass = [...code.classList].find((name) => name.startsWith("language-"));
-    if (languageClass && !hljs.getLanguage(languageClass.slice("language-".length))) {
-      code.classList.remove(languageClass);
-    }
-    hljs.highlightElement(code);
-    const copy = element("button", "copy-code", "Copy");
-    copy.type = "button";
-    copy.setAttribute("aria-label", "Copy code");
-    code.parentElement.prepend(copy);
-  }
-
-  async function copyCode(button) {
-    const code = button.parentElement.querySelector("code");
-    try {
-      await navigator.clipboard.writeText(code.textContent);
-      button.textContent = "Copied";
-    } catch {
-      button.textContent = "Copy failed";
-    }
-    window.setTimeout(() => (button.textContent = "Copy"), 1500);
-  }
-
-  // ---------------------------------------------------------------------------------------------------------
-  // The transcript: one view per message, holding the message object from the server, the last applied
-  // sequence number, and its DOM element.
+  // The transcript: one view per message of the active path (the conversation is a tree of versions; the page
+  // shows one path from the root to a leaf, as the server's `tree` frames set it), holding the message object
+  // from the server, the last applied sequence number, and its DOM element.
 
   const chat = {
     root: null,
@@ -295,7 +220,14 @@
     sendButton: null,
     stopButton: null,
     modelSelect: null,
-    views: new Map(), // message id -> {message, lastSeq, element, body, footer}
+    views: new Map(), // message id -> {message, lastSeq, element, body, footer, actions}; only for the path
+    path: [], // the active path, root first: {id, versions}, versions being its siblings' ids and its own, oldest first
+    pathIndex: new Map(), // message id -> its index in `path`
+    treeVersion: 0, // the `version` of the last tree frame applied: an older one (from another process) is ignored
+    offPath: new Map(), // messages heard of before the `tree` frame that puts them on the path (an edit's new message)
+    revision: 0, // bumped by every change the message actions depend on (the path, a message, an editor)
+    actionsShown: "", // the revision and state the message actions were last updated for
+    switching: false, // a `switch` went out and its `tree` frame has not come back: the arrows wait for it
     dirty: new Set(), // views to re-render at the next animation frame
     frameRequested: false,
     forceScroll: false,
@@ -319,26 +251,38 @@
     if (message.role === "assistant") article.append(element("div", "message-author", "Claude"));
     const body = element("div", "message-body");
     const footer = element("footer", "message-meta");
-    const actions = createActions(message.role);
-    article.append(body, footer, actions);
-    const view = { message, lastSeq: message.seq, element: article, body, footer, actions, editing: false };
-    insertInOrder(article, message.id);
+    const view = { message, lastSeq: message.seq, element: article, body, footer, editing: false };
+    view.actions = createActions(view);
+    article.append(body, footer, view.actions);
+    placeOnPath(article, message.id);
     return view;
   }
 
-  // The last reply can be written again, or continued when its length limit cut it; the last user message can
-  // be edited. `updateActions` shows each button only where and when it applies.
+  // Every reply of the path can be written again (a new version beside it) or forked into a new chat, and every
+  // user message edited (a new version and its reply); the last message can be continued when its length limit
+  // cut it; any message can be deleted with what follows it in its branch. A message with versions shows
+  // "‹ 2 / 3 ›". `updateActions` shows each control only where and when it applies.
   const ACTIONS = {
     assistant: [
       ["continue", "Continue", "Continue this reply where it was cut off"],
-      ["regenerate", "Regenerate", "Write this reply again"],
+      ["regenerate", "Regenerate", "Write this reply again (this version is kept)"],
+      ["fork", "Fork", "Start a new chat from here"],
+      ["delete", "Delete", "Delete this reply and the later messages of this branch"],
     ],
-    user: [["edit", "Edit", "Edit this message and write the reply again"]],
+    user: [
+      ["edit", "Edit", "Edit this message and write the reply again (this version is kept)"],
+      ["delete", "Delete", "Delete this message and the later messages of this branch"],
+    ],
   };
 
-  function createActions(role) {
+  function createActions(view) {
     const actions = element("div", "message-actions");
-    for (const [name, label, title] of ACTIONS[role] || []) {
+    actions.append(createVersionSwitch(view));
+    for (const [name, label, title] of ACTIONS[view.message.role] || []) {
+      if (name === "fork") {
+        if (chat.root.dataset.forkUrl) actions.append(createForkForm(view.message.id, label, title));
+        continue;
+      }
       const button = element("button", `message-action action-${name}`, label);
       button.type = "button";
       button.title = title;
@@ -349,25 +293,108 @@
     return actions;
   }
 
+  function createVersionSwitch(view) {
+    const versions = element("div", "message-versions");
+    versions.setAttribute("role", "group");
+    versions.setAttribute("aria-label", "Versions of this message");
+    versions.hidden = true;
+    view.previousVersion = versionButton("previous", "‹", "Previous version");
+    view.versionCount = element("span", "version-count");
+    view.nextVersion = versionButton("next", "›", "Next version");
+    versions.append(view.previousVersion, view.versionCount, view.nextVersion);
+    view.versionSwitch = versions;
+    return versions;
+  }
+
+  function versionButton(action, symbol, label) {
+    const button = element("button", `version-button action-${action}`, symbol);
+    button.type = "button";
+    button.dataset.action = action;
+    button.setAttribute("aria-label", label);
+    button.title = label;
+    return button;
+  }
+
+  // A plain form post (the server answers with a redirect to the new conversation), with the page's CSRF token.
+  function createForkForm(messageId, label, title) {
+    const form = element("form", "fork-form");
+    form.method = "post";
+    form.action = chat.root.dataset.forkUrl;
+    form.dataset.action = "fork";
+    form.hidden = true;
+    for (const [name, value] of [["csrfmiddlewaretoken", pageCsrfToken()], ["message", messageId]]) {
+      const input = element("input");
+      input.type = "hidden";
+      input.name = name;
+      input.value = value;
+      form.append(input);
+    }
+    const button = element("button", "message-action action-fork", label);
+    button.type = "submit";
+    button.title = title;
+    form.append(button);
+    return form;
+  }
+
+  function pageCsrfToken() {
+    const input = document.querySelector("input[name=csrfmiddlewaretoken]");
+    return input ? input.value : readCookie("csrftoken");
+  }
+
+  // Runs after every render, but does its work only when something it depends on changed: the path, a
+  // message (not a delta: a delta changes no action), an editor, the connection, a reply streaming.
   function updateActions() {
-    const views = [...chat.views.values()].sort((a, b) => a.message.id - b.message.id);
-    const last = views[views.length - 1];
-    const lastUser = views.filter((view) => view.message.role === "user").pop();
-    const idle = !isStreaming() && isConnected();
-    for (const view of views) {
+    const streaming = isStreaming();
+    const idle = !streaming && isConnected();
+    const state = `${chat.revision}:${streaming}:${idle}`;
+    if (state === chat.actionsShown) return;
+    chat.actionsShown = state;
+    const last = chat.path.length ? chat.path[chat.path.length - 1].id : null;
+    for (const { id, versions } of chat.path) {
+      const view = chat.views.get(id);
+      if (!view) continue;
+      const { message } = view;
       const show = {
-        continue: idle && view === last && view.message.stop_reason === "max_tokens",
-        regenerate: idle && view === last && view.message.role === "assistant",
-        edit: idle && view === lastUser && !view.editing,
+        continue: idle && id === last && message.stop_reason === "max_tokens",
+        regenerate: idle && message.role === "assistant",
+        fork: !streaming && message.role === "assistant",
+        edit: idle && message.role === "user" && !view.editing,
+        delete: idle && !view.editing,
       };
-      for (const button of view.actions.children) button.hidden = !show[button.dataset.action];
+      for (const control of view.actions.children) {
+        if (control.dataset.action) control.hidden = !show[control.dataset.action];
+      }
+      updateVersionSwitch(view, versions, idle);
     }
   }
 
-  // Messages normally arrive in order; a snapshot after a reconnect may not, so keep the list sorted by id.
-  function insertInOrder(article, id) {
-    const later = [...chat.list.children].find((child) => Number(child.dataset.messageId) > id);
-    chat.list.insertBefore(article, later || null);
+  function updateVersionSwitch(view, versions, enabled) {
+    const index = versions.indexOf(view.message.id);
+    view.versionSwitch.hidden = versions.length < 2;
+    view.versionCount.textContent = `${index + 1} / ${versions.length}`;
+    view.previousVersion.disabled = !enabled || index <= 0;
+    view.nextVersion.disabled = !enabled || index >= versions.length - 1;
+  }
+
+  // A view goes where its message is on the path: before the next path message that is on screen.
+  function placeOnPath(article, id) {
+    let later = null;
+    for (let index = chat.pathIndex.get(id) + 1; index < chat.path.length && !later; index += 1) {
+      const view = chat.views.get(chat.path[index].id);
+      if (view) later = view.element;
+    }
+    chat.list.insertBefore(article, later);
+  }
+
+  // After a `tree` frame: the list's children are exactly the path's views; move only those out of place.
+  function orderTranscript() {
+    let next = chat.list.firstElementChild;
+    for (const { id } of chat.path) {
+      const view = chat.views.get(id);
+      if (!view) continue;
+      if (view.element === next) next = next.nextElementSibling;
+      else chat.list.insertBefore(view.element, next);
+    }
   }
 
   function renderView(view) {
@@ -393,7 +420,8 @@
     }
   }
 
-  // Editing the last message: Save sends `edit`, whose answer replaces this message and its reply.
+  // Editing a message of the path: Save sends `edit`, whose `tree` frame puts the new version and its reply on
+  // the path in place of this message and what followed it (which stay, as the other version).
   function renderEditor(view) {
     const form = element("form", "message-editor");
     const input = element("textarea", "message-editor-input");
@@ -406,15 +434,13 @@
     const cancel = element("button", "btn btn-secondary", "Cancel");
     cancel.type = "button";
     cancel.addEventListener("click", () => {
-      view.editing = false;
-      scheduleRender(view);
+      setEditing(view, false);
     });
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       const text = input.value.trim();
       if (sendFrame({ type: "edit", message: view.message.id, text, model: chat.modelSelect.value })) {
-        view.editing = false;
-        scheduleRender(view);
+        setEditing(view, false);
       }
     });
     const buttons = element("div", "message-editor-buttons");
@@ -424,25 +450,10 @@
     return form;
   }
 
-  // Each attachment links to its owner-checked file URL; images show their thumbnail.
-  function renderAttachments(attachments) {
-    const list = element("div", "attachments");
-    for (const attachment of attachments) {
-      const link = element("a", `attachment attachment-${attachment.kind}`);
-      link.href = attachment.url;
-      link.target = "_blank";
-      link.rel = "noopener";
-      link.title = attachment.name;
-      if (attachment.thumbnail_url) {
-        const thumbnail = element("img", "attachment-thumbnail");
-        thumbnail.src = attachment.thumbnail_url;
-        thumbnail.alt = "";
-        link.append(thumbnail);
-      }
-      link.append(element("span", "attachment-name", attachment.name));
-      list.append(link);
-    }
-    return list;
+  function setEditing(view, editing) {
+    view.editing = editing;
+    chat.revision += 1;
+    scheduleRender(view);
   }
 
   function renderAssistantBody(view) {
@@ -464,49 +475,11 @@
       } else if (block.type === "thinking") {
         body.append(renderThinking(view, block.thinking || "", streaming && index === message.content.length - 1));
       } else if (block.type === "tool_use") {
-        body.append(renderToolStep(view, block, results.get(block.id)));
+        const openSteps = view.openSteps || (view.openSteps = new Set());
+        body.append(renderToolStep(block, results.get(block.id), { streaming, openSteps }));
       }
     });
     if (streaming) body.append(...streamingIndicator(body));
-  }
-
-  // A tool call and its result, collapsed to one line ("calculator · 17*23 → 391"); open, the input and the
-  // whole result. Results are text from the tools, shown as text.
-  function renderToolStep(view, block, result) {
-    // While the input streams it is JSON text (`partial_json`); once the response is complete, an object.
-    const input = block.partial_json !== undefined ? block.partial_json : block.input || {};
-    const argument = typeof input === "string" ? input : Object.values(input).join(", ");
-    const streaming = view.message.status === "streaming";
-    let state = "running";
-    if (result) state = result.is_error ? "error" : "done";
-    else if (!streaming) state = "skipped";
-    const details = element("details", `tool-step tool-${state}`);
-    details.dataset.toolName = block.name || "";
-    const openSteps = view.openSteps || (view.openSteps = new Set());
-    details.open = openSteps.has(block.id);
-    details.addEventListener("toggle", () => (details.open ? openSteps.add(block.id) : openSteps.delete(block.id)));
-    const summary = element("summary", "tool-summary");
-    summary.append(element("span", "tool-name", block.name || "tool"));
-    if (argument) summary.append(element("span", "tool-argument", argument));
-    const outcome = {
-      running: "running…",
-      done: `→ ${result && firstLine(result.content)}`,
-      error: "failed",
-      skipped: "not run",
-    }[state];
-    summary.append(element("span", "tool-outcome", outcome));
-    const shownInput = typeof input === "string" ? input : JSON.stringify(input, null, 2);
-    details.append(summary, element("div", "tool-label", "Input"), element("pre", "tool-io", shownInput));
-    if (result) {
-      const label = result.is_error ? "Error" : "Result";
-      details.append(element("div", "tool-label", label), element("pre", "tool-io", result.content || ""));
-    }
-    return details;
-  }
-
-  function firstLine(text) {
-    const line = String(text || "").split("\n")[0];
-    return line.length > 60 ? line.slice(0, 59) + "…" : line;
   }
 
   // Thinking is shown collapsed, above the answer; the open/closed choice survives re-renders while the reply
@@ -612,12 +585,14 @@
     updateContextGauge();
   }
 
-  // How full the context window is: the latest reply's measure (its request's input plus its output).
+  // How full the context window is: the measure of the path's latest reply (its request's input plus its output).
   function updateContextGauge() {
     const gauge = document.getElementById("context-gauge");
-    const measured = [...chat.views.values()].filter((view) => view.message.context);
-    measured.sort((a, b) => a.message.id - b.message.id);
-    const context = measured.length ? measured[measured.length - 1].message.context : null;
+    let context = null;
+    for (let index = chat.path.length - 1; index >= 0 && !context; index -= 1) {
+      const view = chat.views.get(chat.path[index].id);
+      if (view && view.message.context) context = view.message.context;
+    }
     gauge.hidden = !context;
     if (!context) return;
     const share = Math.min(1, context.tokens / context.window);
@@ -631,7 +606,9 @@
   // ---------------------------------------------------------------------------------------------------------
   // Frames from the server (docs/protocol.md, "Server to client").
 
+  // Only for a message on the path.
   function upsertMessage(message) {
+    chat.revision += 1;
     let view = chat.views.get(message.id);
     if (view) {
       view.message = message;
@@ -665,15 +642,87 @@
     total.textContent = formatCost(Number(total.textContent.replace("$", "")) + dollars);
   }
 
+  // A reply adds to the cost when the page saw it streaming and it settles; a settled message the page meets
+  // for the first time (another version's reply after a switch, a snapshot) was in the total already.
   function onMessageFrame(frame) {
     const message = frame.message;
-    const isNew = !chat.views.has(message.id);
-    const previousCost = isNew ? 0 : Number(chat.views.get(message.id).message.cost);
-    if (message.status !== "streaming") addToConversationCost(Number(message.cost) - previousCost);
-    const view = upsertMessage(message);
     chat.pendingResume.delete(message.id);
+    const known = chat.views.has(message.id) ? chat.views.get(message.id).message : chat.offPath.get(message.id);
+    if (known && known.status === "streaming" && message.status !== "streaming") {
+      addToConversationCost(Number(message.cost) - Number(known.cost));
+    }
+    if (!chat.pathIndex.has(message.id)) {
+      // A `send` extends the path with no `tree` frame: its messages answer the path's last one. Anything else
+      // (an edit's new version, heard before its `tree` frame) waits for the frame that puts it on the path.
+      const last = chat.path.length ? chat.path[chat.path.length - 1].id : null;
+      if (message.parent !== last) {
+        chat.offPath.set(message.id, message);
+        return;
+      }
+      chat.path.push({ id: message.id, versions: [message.id] });
+      chat.pathIndex.set(message.id, chat.path.length - 1);
+    }
+    const isNew = !chat.views.has(message.id);
+    const view = upsertMessage(message);
     if (isNew && message.role === "user" && chat.pendingSend !== null) acceptSentDraft(message);
     scheduleRender(view);
+  }
+
+  // The active path changed (a switch, a new version, a deleted branch, from this tab or another): the
+  // transcript becomes exactly the path. Views that stay are neither rebuilt nor re-rendered; the frame's
+  // `messages` replace or add views; a path message the page has no copy of is asked for with `resume`.
+  function onTreeFrame(frame) {
+    if (frame.version < chat.treeVersion) return;
+    chat.treeVersion = frame.version;
+    const focused = focusedControl();
+    const payloads = new Map(frame.messages.map((message) => [message.id, message]));
+    const onPath = new Set(frame.path.map((entry) => entry.id));
+    for (const [id, view] of chat.views) {
+      if (onPath.has(id)) continue;
+      view.element.remove();
+      chat.views.delete(id);
+      chat.dirty.delete(view);
+    }
+    chat.path = frame.path;
+    chat.pathIndex = new Map(frame.path.map((entry, index) => [entry.id, index]));
+    chat.revision += 1;
+    chat.switching = false;
+    for (const { id } of frame.path) {
+      const payload = payloads.get(id) || chat.offPath.get(id);
+      const view = chat.views.get(id);
+      if (payload && !(view && isBehind(payload, view))) {
+        chat.pendingResume.delete(id);
+        scheduleRender(upsertMessage(payload));
+      } else if (!view) {
+        requestResume(id);
+      }
+    }
+    chat.offPath.clear();
+    orderTranscript();
+    updateTranscriptState();
+    restoreFocus(focused);
+  }
+
+  // A snapshot older than the deltas already applied to a streaming reply would take text back.
+  function isBehind(message, view) {
+    return message.status === "streaming" && message.seq < view.lastSeq;
+  }
+
+  // The version arrows replace the message they sit on: keep the keyboard on the same control of the message
+  // that took its place on the path.
+  function focusedControl() {
+    const control = document.activeElement && document.activeElement.closest(".message [data-action]");
+    if (!control) return null;
+    const id = Number(control.closest(".message").dataset.messageId);
+    return { index: chat.pathIndex.get(id), action: control.dataset.action };
+  }
+
+  function restoreFocus(focused) {
+    if (!focused || (document.activeElement && document.activeElement !== document.body)) return;
+    const entry = chat.path[focused.index];
+    const view = entry && chat.views.get(entry.id);
+    const control = view && view.actions.querySelector(`[data-action="${focused.action}"]`);
+    if (control) control.focus();
   }
 
   function onDeltaFrame(frame) {
@@ -710,15 +759,6 @@
     }
   }
 
-  function onRemovedFrame(frame) {
-    const view = chat.views.get(frame.message);
-    if (!view) return;
-    view.element.remove();
-    chat.views.delete(frame.message);
-    chat.dirty.delete(view);
-    updateTranscriptState();
-  }
-
   function onConversationFrame(frame) {
     const conversation = frame.conversation;
     applyTitle(conversation.id, conversation.title);
@@ -729,6 +769,7 @@
 
   function onErrorFrame(frame) {
     if (frame.message !== undefined) chat.pendingResume.delete(frame.message);
+    chat.switching = false; // a refused switch (`busy`, `not_found`) leaves the path as it was
     // A refused send leaves the draft in the composer, so nothing the user typed is lost.
     if (chat.pendingSend !== null && frame.code !== "not_streaming" && frame.code !== "not_found") {
       chat.pendingSend = null;
@@ -741,7 +782,7 @@
     message: onMessageFrame,
     delta: onDeltaFrame,
     conversation: onConversationFrame,
-    removed: onRemovedFrame,
+    tree: onTreeFrame,
     error: onErrorFrame,
   };
 
@@ -791,8 +832,13 @@
     // Whatever was in flight on the old socket is gone with it.
     chat.pendingResume.clear();
     chat.stopRequested = false;
-    for (const view of chat.views.values()) {
-      if (view.message.status === "streaming") requestResume(view.message.id);
+    chat.switching = false;
+    // A switch or a deleted branch made in another tab while this socket was away reached only the sockets
+    // that were open: ask for the path as it is now (the answer is a `tree` frame).
+    sendFrame({ type: "tree" });
+    for (const { id } of chat.path) {
+      const view = chat.views.get(id);
+      if (!view || view.message.status === "streaming") requestResume(id);
     }
     updateComposer();
   }
@@ -1111,19 +1157,30 @@
   }
 
   // ---------------------------------------------------------------------------------------------------------
-  // Message actions (continue, regenerate, edit) and the conversation's settings dialog.
+  // Message actions (continue, regenerate, edit, delete, the version arrows) and the conversation's settings
+  // dialog. Fork is a form of its own and posts itself.
 
   function onMessageAction(button) {
     const view = chat.views.get(Number(button.closest(".message").dataset.messageId));
     if (!view) return;
+    const id = view.message.id;
     const action = button.dataset.action;
     if (action === "edit") {
-      view.editing = true;
-      scheduleRender(view);
+      setEditing(view, true);
     } else if (action === "continue") {
-      sendFrame({ type: "continue", message: view.message.id });
+      sendFrame({ type: "continue", message: id });
     } else if (action === "regenerate") {
-      sendFrame({ type: "regenerate", model: chat.modelSelect.value });
+      sendFrame({ type: "regenerate", message: id, model: chat.modelSelect.value });
+    } else if (action === "delete") {
+      const what = view.message.role === "user" ? "message" : "reply";
+      const question = `Delete this ${what}? The later messages of this branch are deleted with it.`;
+      if (window.confirm(`${question} This cannot be undone.`)) sendFrame({ type: "delete", message: id });
+    } else if ((action === "previous" || action === "next") && !chat.switching) {
+      // Not disabled while the switch is on its way: a disabled button loses the keyboard's focus. A second
+      // click meanwhile would switch from a path that is about to change, so it is ignored instead.
+      const { versions } = chat.path[chat.pathIndex.get(id)];
+      const target = versions[versions.indexOf(id) + (action === "next" ? 1 : -1)];
+      if (target !== undefined && sendFrame({ type: "switch", message: target })) chat.switching = true;
     }
   }
 
@@ -1145,8 +1202,9 @@
     chat.stopButton = document.getElementById("stop-button");
     chat.modelSelect = document.getElementById("model-select");
 
-    const initial = JSON.parse(document.getElementById("messages-data").textContent);
-    for (const message of initial) renderView(upsertMessage(message));
+    onTreeFrame(JSON.parse(document.getElementById("tree-data").textContent));
+    for (const view of chat.dirty) renderView(view);
+    chat.dirty.clear();
     updateTranscriptState();
     scrollToBottom();
 
@@ -1163,7 +1221,7 @@
     initAttachments(root);
     initSettingsDialog();
     chat.list.addEventListener("click", (event) => {
-      const action = event.target.closest(".message-action");
+      const action = event.target.closest("button[data-action]");
       if (action) onMessageAction(action);
       const copy = event.target.closest(".copy-code");
       if (copy) copyCode(copy);
