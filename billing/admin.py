@@ -1,7 +1,7 @@
 from django.contrib import admin
 
-from billing.models import BudgetAlert, Price
-from chat.admin import SystemRecordAdmin
+from billing.models import BudgetAlert, Price, Reservation
+from chat.admin import SystemRecordAdmin, money_column
 
 
 @admin.register(Price)
@@ -18,7 +18,22 @@ class PriceAdmin(admin.ModelAdmin):
 class BudgetAlertAdmin(SystemRecordAdmin):
     """The alerts emailed to the admins: a record, written by the system."""
 
-    list_display = ("created_at", "user", "team", "month", "threshold", "spent", "budget")
+    list_display = ("created_at", "user", "team", "month", "threshold", "spent_shown", "budget_shown")
     list_filter = ("threshold", "month")
     search_fields = ("user__username", "team__name")
     list_select_related = ("user", "team")
+    shown_as = {"spent": "spent_shown", "budget": "budget_shown"}
+    spent_shown = money_column("spent", "spent")
+    budget_shown = money_column("budget", "budget", places=2)
+
+
+@admin.register(Reservation)
+class ReservationAdmin(SystemRecordAdmin):
+    """What replies being written hold against their users' budgets (billing.models.Reservation): written and
+    deleted by the system, read here."""
+
+    list_display = ("created_at", "user", "message", "amount_shown", "max_tokens", "tool_rounds")
+    search_fields = ("user__username",)
+    list_select_related = ("user",)
+    shown_as = {"amount": "amount_shown"}
+    amount_shown = money_column("amount", "amount held")

@@ -5,6 +5,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 
+from billing.money import money
 from chat.llm.catalog import ModelSpec
 
 
@@ -122,4 +123,4 @@ class Reservation(models.Model):
         ]
 
     def __str__(self):
-        return f"${self.amount} held for {self.user} (message {self.message_id})"
+        return f"{money(self.amount)} held for {self.user} (message {self.message_id})"

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Literal
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone as django_timezone
 
@@ -44,6 +44,12 @@ def price_for_model(model_id: str) -> Price:
     """The admins' price for `model_id`; without a row, the catalog's (for an unknown id, its conservative
     default). The fallback is an unsaved Price so callers handle one type."""
     return Price.objects.filter(model=model_id).first() or Price.from_catalog(model_spec(model_id))
+
+
+def prices_in_force(model_ids) -> dict[str, Price]:
+    """The admins' price rows for `model_ids`, by model id, in one query: a model without a row is charged the
+    catalog's prices (price_for_model)."""
+    return {price.model: price for price in Price.objects.filter(model__in=list(model_ids))}
 
 
 # --- budgets ---------------------------------------------------------------------------------------------
@@ -274,12 +280,21 @@ def spend_by_day(calls: QuerySet[ApiCall], *, first: date, last: date) -> list[t
     return [(day, spent.get(day) or ZERO) for day in days]
 
 
+# Input the API bills apart from `input_tokens` (only what follows the last cache breakpoint): a prompt served
+# from the cache, or written to it, is input all the same.
+CACHED_INPUT = (
+    F("cache_read_input_tokens") + F("cache_creation_5m_input_tokens") + F("cache_creation_1h_input_tokens")
+)
+
+
 def spend_by_model(calls: QuerySet[ApiCall], *, limit: int | None = None) -> list[dict]:
+    """Per model, costliest first: `input_tokens` is every input token, cached ones included, and
+    `cached_input_tokens` those read from or written to the prompt cache."""
     rows = (
         calls.order_by()
         .values("model")
-        .annotate(calls=Count("id"), input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"),
-                  cost=Sum("cost"))
+        .annotate(calls=Count("id"), input_tokens=Sum(F("input_tokens") + CACHED_INPUT),
+                  cached_input_tokens=Sum(CACHED_INPUT), output_tokens=Sum("output_tokens"), cost=Sum("cost"))
         .order_by("-cost", "model")
     )
     return list(rows[:limit] if limit else rows)

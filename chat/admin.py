@@ -7,12 +7,14 @@ from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import Truncator
 
 from audit.services import audit_record
 from billing import selectors as billing_selectors
+from billing.money import money
 from chat.attachments.views import file_response, thumbnail_response
 from chat.frames import status_shown
 from chat.llm.tools import TOOL_NAMES
@@ -23,16 +25,36 @@ from shares.models import Share
 
 
 class SystemRecordAdmin(admin.ModelAdmin):
-    """Rows only the system writes (the ledger, uploads, alerts): admins read them, never add or edit them."""
+    """Rows only the system writes (the ledger, uploads, alerts): admins read them, never add or edit them.
+
+    `shown_as` names, for a field, the display shown in its place, in the same position (a cost as money, a
+    message as a link): {"cost": "cost_shown"}."""
+
+    shown_as: dict[str, str] = {}
 
     def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
+        return [self.shown_as.get(field.name, field.name) for field in self.model._meta.fields]
+
+    def get_exclude(self, request, obj=None):
+        return [*(super().get_exclude(request, obj) or ()), *self.shown_as]
 
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+def money_column(field: str, description: str, places: int | None = None):
+    """An admin column and read-only field showing the Decimal `field` as money ("$0.0123", billing/money.py),
+    sortable by the field; for a list, a detail page and an inline alike. Empty (no budget set) shows "-"."""
+
+    @admin.display(description=description, ordering=field)
+    def shown(model_admin, obj):
+        amount = getattr(obj, field)
+        return "-" if amount is None else money(amount) if places is None else money(amount, places)
+
+    return shown
 
 
 def opened_by_admin(request, what: str, thing, owner) -> None:
@@ -67,7 +89,7 @@ def _attachment_preview(attachment: Attachment) -> str:
 
 COMPUTED_MESSAGE_FIELDS = (
     "status", "stop_reason", "error", "model", "route_reason", "notices", "input_tokens", "output_tokens",
-    "cache_read_input_tokens", "cache_creation_input_tokens", "cost", "first_token_ms", "duration_ms",
+    "cache_read_input_tokens", "cache_creation_input_tokens", "cost_shown", "first_token_ms", "duration_ms",
     "context_tokens", "context_window", "seq", "heartbeat_at", "created_at",
 )
 
@@ -79,9 +101,10 @@ class MessageInline(admin.TabularInline):
     extra = 0
     can_delete = False
     fields = ("created_at", "role", "status", "transcript_text", "attachment_previews", "model", "input_tokens",
-              "output_tokens", "cache_read_input_tokens", "cost")
+              "output_tokens", "cache_read_input_tokens", "cost_shown")
     readonly_fields = fields
     show_change_link = True
+    cost_shown = money_column("cost", "cost")
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("attachments")
@@ -197,9 +220,7 @@ class ConversationAdmin(admin.ModelAdmin):
     def message_count(self, conversation):
         return conversation._message_count
 
-    @admin.display(description="cost ($)", ordering="_total_cost")
-    def total_cost(self, conversation):
-        return conversation._total_cost
+    total_cost = money_column("_total_cost", "cost")
 
     @admin.display(description="messages as a tree")
     def tree(self, conversation):
@@ -209,13 +230,14 @@ class ConversationAdmin(admin.ModelAdmin):
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
     list_display = ("id", "conversation", "role", "status", "model", "input_tokens", "output_tokens",
-                    "cache_read_input_tokens", "cost", "created_at")
+                    "cache_read_input_tokens", "cost_shown", "created_at")
     list_filter = ("status", "role", "model")
     search_fields = ("conversation__title", "conversation__owner__username")
     list_select_related = ("conversation",)
     readonly_fields = ("conversation", "parent", "role", "rendered_content", "attachment_previews",
                        *COMPUTED_MESSAGE_FIELDS)
-    exclude = ("content",)
+    exclude = ("content", "cost")  # cost: read-only, as money (cost_shown)
+    cost_shown = money_column("cost", "cost")
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         response = super().change_view(request, object_id, form_url, extra_context)
@@ -254,19 +276,47 @@ class ApiCallAdmin(SystemRecordAdmin):
     (templates/admin/chat/apicall/change_list.html).
     """
 
-    list_display = ("created_at", "user", "reply", "model", "status", "input_tokens", "output_tokens",
-                    "cache_read_input_tokens", "cache_creation_5m_input_tokens", "cache_creation_1h_input_tokens",
-                    "cost", "latency_ms", "first_token_ms", "is_retry", "is_fallback")
+    # Narrow enough for a laptop (1280 px, filters beside it): each kind of token has its own field on the
+    # detail page and in the totals and the CSV; the list shows input with its cached part.
+    list_display = ("when", "user", "reply", "model", "status", "input_shown", "output_shown", "cost_shown",
+                    "latency", "first_token", "attempt_kind")
     list_filter = (("user", admin.RelatedOnlyFieldListFilter), "model", "created_at", "status", "is_fallback",
                    "is_retry")
     search_fields = ("request_id", "user__username", "conversation__title")
     list_select_related = ("user",)
     date_hierarchy = "created_at"
-    exclude = ("message",)  # shown as `reply`: a link while the message exists, "deleted" after
+    # The message as `reply`: a link while the message exists, "deleted" after.
+    shown_as = {"message": "reply", "cost": "cost_shown"}
+    cost_shown = money_column("cost", "cost")
 
-    def get_readonly_fields(self, request, obj=None):
-        fields = super().get_readonly_fields(request, obj)
-        return [("reply" if name == "message" else name) for name in fields]
+    @admin.display(description="input (cached)", ordering="input_tokens")
+    def input_shown(self, call):
+        """Every input token, with those read from or written to the cache in brackets: `input_tokens` alone is
+        what followed the last cache breakpoint, and reads "0" for a long prompt served from the cache."""
+        cached = call.cache_read_input_tokens + call.cache_creation_input_tokens
+        return f"{call.input_tokens + cached:,} ({cached:,})" if cached else f"{call.input_tokens:,}"
+
+    @admin.display(description="output", ordering="output_tokens")
+    def output_shown(self, call):
+        return f"{call.output_tokens:,}"
+
+    @admin.display(description="latency", ordering="latency_ms")
+    def latency(self, call):
+        return _seconds(call.latency_ms)
+
+    @admin.display(description="first token", ordering="first_token_ms")
+    def first_token(self, call):
+        return _seconds(call.first_token_ms)
+
+    @admin.display(description="created at", ordering="created_at")
+    def when(self, call):
+        return date_format(timezone.localtime(call.created_at), "Y-m-d H:i")
+
+    @admin.display(description="retry")
+    def attempt_kind(self, call):
+        """A retried attempt, a call to the fallback model, both or neither (the list filters by each)."""
+        kinds = (("retry", call.is_retry), ("fallback", call.is_fallback))
+        return " · ".join(kind for kind, flag in kinds if flag) or "-"
 
     @admin.display(description="message")
     def reply(self, call):
@@ -298,6 +348,10 @@ class ApiCallAdmin(SystemRecordAdmin):
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
         rows = changelist.queryset.values_list(*CSV_COLUMNS).iterator()
         return csv_response(f"api-calls-{stamp}.csv", CSV_COLUMNS, rows)
+
+
+def _seconds(milliseconds: int | None) -> str:
+    return "-" if milliseconds is None else f"{milliseconds / 1000:.2f} s"
 
 
 @admin.register(Attachment)

@@ -14,9 +14,19 @@ class ThinkingLevel(models.TextChoices):
     HIGH = "high"
 
 
+class TitleSource(models.TextChoices):
+    """Who gave a conversation its title: its first message, or the user (a rename). Whatever later writes titles
+    for the user (a summary by the model) may replace only a first message's."""
+
+    NONE = "", "None yet"
+    FIRST_MESSAGE = "first_message"
+    USER = "user"
+
+
 class Conversation(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
     title = models.CharField(max_length=200, blank=True)
+    title_source = models.CharField(max_length=16, choices=TitleSource.choices, default=TitleSource.NONE, blank=True)
     model = models.CharField(max_length=100)
     system_prompt = models.TextField(blank=True)
     thinking = models.CharField(
@@ -36,14 +46,25 @@ class Conversation(models.Model):
     # transaction that makes it: frames from several processes may arrive out of order, and a client applies a
     # tree frame only if its version is not below the last it applied (docs/protocol.md).
     tree_version = models.PositiveIntegerField(default=0)
+    # Pinned conversations head the sidebar, newest pin first; archived ones leave it for the Archived page.
+    pinned_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-updated_at", "-id"]
         indexes = [
-            # The sidebar: a user's conversations, most recently active first.
-            models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent"),
+            # The sidebar (chat/selectors.py `conversations_for_user`): a user's conversations not archived,
+            # most recently active first; pinned ones are among them and grouped in Python.
+            models.Index(
+                fields=["owner", "-updated_at"], condition=Q(archived_at__isnull=True), name="conversation_sidebar",
+            ),
+            # The Archived page (`conversations_archived`): most recently archived first.
+            models.Index(
+                fields=["owner", "-archived_at"], condition=Q(archived_at__isnull=False),
+                name="conversation_archived",
+            ),
         ]
 
     def __str__(self):

@@ -1,10 +1,13 @@
 """Reads, always scoped to the user who asks."""
 
 from dataclasses import dataclass
+from datetime import date, datetime
 from functools import cached_property
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
 from chat.models import Attachment, Conversation, Message, ToolSetting
 
@@ -15,7 +18,64 @@ def conversation_for_user(user, conversation_id) -> Conversation:
 
 
 def conversations_for_user(user) -> QuerySet[Conversation]:
-    return Conversation.objects.filter(owner=user).only("id", "title", "updated_at")
+    """The user's conversations in the sidebar (not archived), most recently active first (index
+    conversation_sidebar)."""
+    return Conversation.objects.filter(owner=user, archived_at__isnull=True).only(
+        "id", "title", "updated_at", "pinned_at"
+    )
+
+
+def conversations_archived(user) -> QuerySet[Conversation]:
+    """The user's archived conversations, most recently archived first (index conversation_archived)."""
+    return Conversation.objects.filter(owner=user, archived_at__isnull=False).order_by("-archived_at", "-id").only(
+        "id", "title", "updated_at", "archived_at"
+    )
+
+
+@dataclass(frozen=True)
+class SidebarGroup:
+    label: str
+    conversations: list[Conversation]
+
+
+def sidebar_groups(conversations, *, time_zone: str, now: datetime | None = None) -> list[SidebarGroup]:
+    """`conversations` (newest activity first, as `conversations_for_user` reads them in one query) under the
+    sidebar's headings: Pinned (newest pin first), Today, Yesterday, Previous 7 days, Previous 30 days, then one
+    per month ("November 2026"), by calendar day in the user's time zone. Empty groups are left out."""
+    zone = _zone(time_zone)
+    today = (now or timezone.now()).astimezone(zone).date()
+    pinned = sorted((c for c in conversations if c.pinned_at), key=lambda c: c.pinned_at, reverse=True)
+    groups = [SidebarGroup("Pinned", pinned)] if pinned else []
+    for conversation in conversations:
+        if conversation.pinned_at:
+            continue
+        label = _day_label(conversation.updated_at.astimezone(zone).date(), today)
+        if not groups or groups[-1].label != label:
+            groups.append(SidebarGroup(label, []))
+        groups[-1].conversations.append(conversation)
+    return groups
+
+
+def _day_label(day: date, today: date) -> str:
+    days = (today - day).days
+    if days <= 0:
+        return "Today"  # a clock a little ahead of the database's is still today
+    if days == 1:
+        return "Yesterday"
+    if days <= 7:
+        return "Previous 7 days"
+    if days <= 30:
+        return "Previous 30 days"
+    return f"{day:%B %Y}"
+
+
+def _zone(name: str) -> ZoneInfo:
+    """The user's time zone; UTC for a name this system does not know (the settings form only offers known
+    ones, but a zone can disappear from the tz database)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
 
 
 def conversation_messages(conversation: Conversation) -> QuerySet[Message]:

@@ -20,7 +20,7 @@ from chat.attachments.blocks import reference_block
 from chat.attachments.limits import AttachmentRefused
 from chat.attachments.services import attachments_claim, attachments_copy, attachments_for_turn
 from chat.llm.pricing import TokenUsage
-from chat.models import INTERRUPTED_REASON, ApiCall, Conversation, Message
+from chat.models import INTERRUPTED_REASON, ApiCall, Conversation, Message, TitleSource
 from chat.refusals import Refusal
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,35 @@ def conversation_create(*, owner) -> Conversation:
     )
 
 
+class TitleRefused(Refusal):
+    """A rename to a title that cannot be one (blank)."""
+
+
 def conversation_rename(*, conversation: Conversation, title: str) -> None:
-    conversation.title = title.strip()[:200]
-    conversation.save(update_fields=["title", "updated_at"])
+    """The user's own title (`title_source` user); a blank one is refused."""
+    title = " ".join(title.split())[:200]
+    if not title:
+        raise TitleRefused("blank_title", "A title cannot be blank. The conversation keeps its title.")
+    conversation.title, conversation.title_source = title, TitleSource.USER
+    conversation.save(update_fields=["title", "title_source", "updated_at"])
+
+
+def conversation_pin(*, conversation: Conversation, pinned: bool) -> None:
+    """Pin (to the top of the sidebar) or unpin. Not a change of `updated_at`: nothing was said in it. An
+    archived conversation is unarchived by a pin, since a pin is asking to see it."""
+    conversation.pinned_at = timezone.now() if pinned else None
+    if pinned:
+        conversation.archived_at = None
+    conversation.save(update_fields=["pinned_at", "archived_at"])
+
+
+def conversation_archive(*, conversation: Conversation, archived: bool) -> None:
+    """Archive (out of the sidebar, onto the Archived page; unpinned) or bring it back where its last activity
+    puts it."""
+    conversation.archived_at = timezone.now() if archived else None
+    if archived:
+        conversation.pinned_at = None
+    conversation.save(update_fields=["pinned_at", "archived_at"])
 
 
 def conversation_settings_update(*, conversation: Conversation, system_prompt: str, thinking: str) -> None:
@@ -60,7 +86,8 @@ def conversation_delete(*, conversation: Conversation) -> None:
     conversation.delete()
 
 
-def _title_from(text: str) -> str:
+def title_from(text: str) -> str:
+    """`text` on one line, cut to TITLE_LENGTH: the first message's title, and a title the model wrote."""
     first_line = " ".join(text.split())
     return first_line if len(first_line) <= TITLE_LENGTH else first_line[: TITLE_LENGTH - 1].rstrip() + "…"
 
@@ -101,8 +128,9 @@ def turn_start(
         content.append({"type": "text", "text": text})
     changed_fields = ["model"] if _model_changed(conversation, model) else []
     if not conversation.title:
-        conversation.title = _title_from(text or attachments[0].name)
-        changed_fields.append("title")
+        conversation.title = title_from(text or attachments[0].name)
+        conversation.title_source = TitleSource.FIRST_MESSAGE
+        changed_fields += ["title", "title_source"]
     try:
         with transaction.atomic():
             user_message = Message.objects.create(

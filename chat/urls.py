@@ -5,9 +5,12 @@ from chat import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("conversations/new/", views.conversation_create_view, name="conversation_create"),
+    path("conversations/archived/", views.conversation_archived_list, name="conversation_archived_list"),
     path("conversations/<int:conversation_id>/", views.conversation_detail, name="conversation_detail"),
     path("conversations/<int:conversation_id>/rename/", views.conversation_rename_view, name="conversation_rename"),
     path("conversations/<int:conversation_id>/delete/", views.conversation_delete_view, name="conversation_delete"),
+    path("conversations/<int:conversation_id>/pin/", views.conversation_pin_view, name="conversation_pin"),
+    path("conversations/<int:conversation_id>/archive/", views.conversation_archive_view, name="conversation_archive"),
     path("conversations/<int:conversation_id>/fork/", views.conversation_fork_view, name="conversation_fork"),
     path(
         "conversations/<int:conversation_id>/settings/", views.conversation_settings_view,
@@ -21,5 +24,6 @@ urlpatterns = [
         "conversations/<int:conversation_id>/export.json", views.conversation_export_view,
         {"export_format": "json"}, name="conversation_export_json",
     ),
+    path("diagram/", views.diagram_frame, name="diagram_frame"),
     path("attachments/", include("chat.attachments.urls")),
 ]

@@ -6,12 +6,15 @@ from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import redirect, render
-from django.utils.http import content_disposition_header
+from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
+from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_POST
 
+from billing import selectors as billing_selectors
 from chat import exports, forks, frames, selectors, services
 from chat.forms import ConversationSettingsForm
 from chat.inbound import MAX_ROW_ID
+from chat.llm.catalog import model_description
 from chat.llm.registry import AUTO, models_offered
 
 
@@ -32,19 +35,43 @@ def _chat_page(request, conversation):
             # The page refuses a file over it before uploading it.
             "attachment_max_file_bytes": settings.ATTACHMENT_MAX_FILE_BYTES,
             "conversation": conversation,
-            "conversations": selectors.conversations_for_user(request.user),
+            **_sidebar(request.user),
             "tree_data": tree_data,
             "models": model_choices(),
             "settings_form": ConversationSettingsForm(instance=conversation) if conversation else None,
+            # Under the composer: the start of the system prompt, which the settings dialog holds whole.
+            "system_prompt_line": (
+                conversation.system_prompt.strip().partition("\n")[0] if conversation else ""
+            ),
             "ws_path": f"/ws/conversations/{conversation.pk}/" if conversation else "",
         },
     )
 
 
+def _sidebar(user) -> dict:
+    """What templates/chat/_sidebar.html shows: the user's conversations, read in one query, under their date
+    headings in the user's time zone."""
+    conversations = list(selectors.conversations_for_user(user))
+    groups = selectors.sidebar_groups(conversations, time_zone=user.time_zone)
+    return {"conversations": conversations, "conversation_groups": groups}
+
+
+AUTO_DESCRIPTION = (
+    "Picks a model for each message: Opus for hard reasoning and long or many documents, Haiku for short "
+    "classifying, extracting and translating, Sonnet for the rest. Each reply says which it chose and why."
+)
+
+
 def model_choices() -> list[dict]:
-    """The picker: Auto, then every offered model."""
-    offered = [{"id": spec.id, "display_name": spec.display_name} for spec in models_offered()]
-    return [{"id": AUTO, "display_name": "Auto"}, *offered]
+    """The picker: Auto, then every offered model, each with its description (chat/llm/catalog.py) at the
+    prices it is charged at (billing's table wins over the catalog). One query."""
+    offered = models_offered()
+    prices = billing_selectors.prices_in_force(spec.id for spec in offered)
+    return [
+        {"id": AUTO, "display_name": "Auto", "description": AUTO_DESCRIPTION},
+        *({"id": spec.id, "display_name": spec.display_name,
+           "description": model_description(spec, prices.get(spec.id))} for spec in offered),
+    ]
 
 
 @login_required
@@ -76,11 +103,53 @@ def conversation_create_view(request):
 @login_required
 @require_POST
 def conversation_rename_view(request, conversation_id):
+    """A blank title is refused (400, the reason as text) and the conversation keeps its title."""
     conversation = selectors.conversation_for_user(request.user, conversation_id)
-    services.conversation_rename(conversation=conversation, title=request.POST.get("title", ""))
+    try:
+        services.conversation_rename(conversation=conversation, title=request.POST.get("title", ""))
+    except services.TitleRefused as refusal:
+        return HttpResponseBadRequest(refusal.detail, content_type="text/plain; charset=utf-8")
     if request.headers.get("X-Requested-With") == "fetch":
         return HttpResponse(status=204)
     return redirect("conversation_detail", conversation_id=conversation.pk)
+
+
+SWITCH_VALUES = {"1": True, "0": False}
+
+
+@login_required
+@require_POST
+def conversation_pin_view(request, conversation_id):
+    """`pinned` 1 pins, 0 unpins; back to the page it was asked from (`next`, this site's only)."""
+    return _conversation_switch(request, conversation_id, "pinned", services.conversation_pin)
+
+
+@login_required
+@require_POST
+def conversation_archive_view(request, conversation_id):
+    """`archived` 1 archives, 0 brings it back; back to `next`, or home when the open conversation left."""
+    return _conversation_switch(request, conversation_id, "archived", services.conversation_archive)
+
+
+def _conversation_switch(request, conversation_id, field: str, change):
+    conversation = selectors.conversation_for_user(request.user, conversation_id)
+    value = SWITCH_VALUES.get(request.POST.get(field, ""))
+    if value is None:
+        return HttpResponseBadRequest(f"`{field}` must be 1 or 0.", content_type="text/plain; charset=utf-8")
+    change(conversation=conversation, **{field: value})
+    if request.headers.get("X-Requested-With") == "fetch":
+        return HttpResponse(status=204)
+    target = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return redirect(target)
+    return redirect("home")
+
+
+@login_required
+@require_GET
+def conversation_archived_list(request):
+    """The archived conversations, each with Unarchive; opening one works as from the sidebar."""
+    return render(request, "chat/archived.html", {"archived": selectors.conversations_archived(request.user)})
 
 
 @login_required
@@ -162,3 +231,25 @@ def _served(request, parts):
             yield chunk
 
     return batches()
+
+
+# The diagram frame's own policy (the site's would refuse it): mermaid writes its SVG with a <style> element and
+# style attributes, so inline styles are allowed here, in a page that holds nothing but the diagram. It runs only
+# this site's scripts, fetches nothing (default-src 'none'), and is framed only by this site's pages, which load
+# it with sandbox="allow-scripts": an opaque origin, without the user's cookies or any way into the page.
+DIAGRAM_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'self'"
+)
+
+
+@require_GET
+@xframe_options_sameorigin
+def diagram_frame(request):
+    """The sandboxed page that draws one mermaid diagram (static/chat/diagram.js), its source sent by the page
+    that frames it. It is the same for everyone and reads nothing of anyone's, so it is served without a
+    login: a shared conversation's anonymous reader sees diagrams too."""
+    response = render(request, "chat/diagram.html")
+    response["Content-Security-Policy"] = DIAGRAM_POLICY
+    response["Cache-Control"] = "public, max-age=3600"
+    return response

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from chat.admin import money_column
 from teams.models import Membership, Team
 
 
@@ -14,11 +15,12 @@ class TeamAdmin(admin.ModelAdmin):
     """Groups are created and nested here by site admins; their managers run them from the app's group pages
     (/groups/), which also show each group's spend."""
 
-    list_display = ("name", "parent", "monthly_budget", "sso_claim_value")
+    list_display = ("name", "parent", "budget_shown", "sso_claim_value")
     list_select_related = ("parent",)
     search_fields = ("name", "sso_claim_value")
     autocomplete_fields = ("parent",)
     inlines = (MembershipInline,)
+    budget_shown = money_column("monthly_budget", "monthly budget", places=2)
 
 
 @admin.register(Membership)

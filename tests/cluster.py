@@ -171,6 +171,7 @@ def server_env(**overrides) -> dict:
         "CHAT_LOG_LEVEL": "WARNING",
         "REDIS_PREFIX": RUN_REDIS_PREFIX,
         "EMAIL_URL": f"filemail:///{RUN_MAIL_DIR}",
+        # Off as in the test process (tests/conftest.py): servers' tests count upstream requests and ledger rows.
     }
     env.pop("ANTHROPIC_API_KEY", None)
     env.pop("ANTHROPIC_API_KEY_FILE", None)

@@ -30,8 +30,8 @@ def conversation(browser, server_url):  # noqa: F811 (fixtures imported from tes
     sign_up_and_start_a_chat(page, server_url, "phoneuser")
     send(page, QUESTION)
     page.wait_for_selector(REPLY, timeout=30_000)
-    # A desktop shows the code's copy button only on hover.
-    assert page.locator(".copy-code").first.evaluate("el => getComputedStyle(el).opacity") == "0"
+    # The code's copy button is shown without hover on a desktop too, beside the code's language.
+    assert page.locator(".copy-code").first.evaluate("el => getComputedStyle(el).opacity") == "1"
     page.click(".conversation-item.is-current .rename-button")
     page.fill(".rename-input", LONG_TITLE)
     page.press(".rename-input", "Enter")

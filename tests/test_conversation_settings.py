@@ -25,7 +25,7 @@ def test_the_chat_page_offers_the_dialog_and_auto(client, owner, conversation):
     body = client.get(reverse("conversation_detail", args=[conversation.pk])).content.decode()
 
     assert 'id="settings-dialog"' in body and '<option value="high">High</option>' in body
-    assert '<option value="auto">Auto</option>' in body
+    assert '<option value="auto" title="Picks a model for each message' in body and '>Auto</option>' in body
 
 
 def test_it_checks_ownership(client, outsider, conversation):

@@ -101,7 +101,8 @@ def test_every_conversation_becomes_one_path_in_id_order_and_nothing_else_change
         # Also when the old code's rows could not be written: later tests need the latest schema.
         executor = migrated([("chat", "0008_message_tree")])
         with CaptureQueriesContext(connection) as linking:
-            executor = migrated(latest)
+            migrated([("chat", "0009_message_tree_paths")])
+        executor = migrated(latest)
 
     apps = executor.loader.project_state(latest).apps
     Conversation = apps.get_model("chat", "Conversation")

@@ -51,6 +51,40 @@ class ModelSpec:
     # or "" for none. The SDK warns that `enabled` is deprecated on models that think adaptively.
     thinking: str = "enabled"
 
+    @property
+    def strengths(self) -> str:
+        return FAMILY_STRENGTHS.get(self.family, UNKNOWN_STRENGTHS)
+
+    @property
+    def supports(self) -> list[str]:
+        """What the model takes beside text, in the words the picker uses."""
+        named = (("thinking", bool(self.thinking)), ("images", self.vision), ("PDFs", self.pdf))
+        return [name for name, supported in named if supported]
+
+
+# What each family is good at: the model picker's description (model_description), one sentence each.
+FAMILY_STRENGTHS = {
+    "opus": "The most capable: hard reasoning, long documents, difficult code",
+    "sonnet": "Balanced: everyday writing, analysis and code, quick and able",
+    "haiku": "The fastest and cheapest: short answers, summaries, classifying and extracting",
+}
+UNKNOWN_STRENGTHS = "A model this app has no notes on, billed at the highest prices until an admin sets them"
+
+
+def model_description(spec: ModelSpec, prices=None) -> str:
+    """The picker's line for a model: what it is good at, its price per million tokens in and out, and what it
+    supports. `prices` (anything with `input` and `output`, such as billing's Price): the prices in force
+    where the admins set their own; the catalog's otherwise."""
+    prices = prices or spec.prices
+    supports = ", ".join(spec.supports) or "text only"
+    price = f"${_plain(prices.input)} in / ${_plain(prices.output)} out per million tokens"
+    return f"{spec.strengths}. {price}. Supports {supports}."
+
+
+def _plain(dollars: Decimal) -> str:
+    """"3", "0.8", "15": the list price as written, without the table's trailing zeros."""
+    return format(Decimal(dollars).normalize(), "f")
+
 
 OPUS_PRICES = Prices(input=Decimal("5"), output=Decimal("25"))
 SONNET_PRICES = Prices(input=Decimal("3"), output=Decimal("15"))

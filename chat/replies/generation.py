@@ -276,20 +276,9 @@ class Generation:
 
     async def _record_attempt(self, response: httpx2.Response) -> None:
         """Every HTTP attempt at the Messages endpoint, retries included, belongs to the request being made."""
-        if not response.request.url.path.endswith(MESSAGES_PATH):
-            return
-        error = ""
-        if response.status_code >= 400:
-            await response.aread()
-            error = f"HTTP {response.status_code}: {response.text[:500]}"
-        self.requests[-1].attempts.append(
-            UpstreamAttempt(
-                http_status=response.status_code,
-                request_id=response.headers.get("request-id", ""),
-                error=error,
-                latency_ms=int((time.monotonic() - self.request_started) * 1000),
-            )
-        )
+        attempt = await upstream_attempt(response, self.request_started)
+        if attempt is not None:
+            self.requests[-1].attempts.append(attempt)
 
     def _apply_event(self, upstream: UpstreamRequest, event) -> bool:
         """Apply one raw stream event to the reply; True at `message_stop`.
@@ -615,6 +604,23 @@ class Generation:
 
 
 SETTLE_FAILED_REASON = "This reply could not be saved in full. What it had written is kept."
+
+
+async def upstream_attempt(response: httpx2.Response, started: float) -> UpstreamAttempt | None:
+    """The ledger's account of one HTTP response of the Messages endpoint (None for any other endpoint: they
+    cost nothing), `started` being the request's `time.monotonic()`."""
+    if not response.request.url.path.endswith(MESSAGES_PATH):
+        return None
+    error = ""
+    if response.status_code >= 400:
+        await response.aread()
+        error = f"HTTP {response.status_code}: {response.text[:500]}"
+    return UpstreamAttempt(
+        http_status=response.status_code,
+        request_id=response.headers.get("request-id", ""),
+        error=error,
+        latency_ms=int((time.monotonic() - started) * 1000),
+    )
 
 
 def _usage_updated(usage: TokenUsage, delta_usage) -> TokenUsage:

@@ -24,7 +24,8 @@
   }
 
   // How a message's parts look, shared with the shared page (static/chat/render.js, loaded before this).
-  const { element, renderMarkdown, copyCode, renderAttachments, renderToolStep } = window.ChatRender;
+  const { element, renderMarkdown, setChildren, copyCode, copyText, messageMarkdown, renderAttachments, renderToolStep } =
+    window.ChatRender;
 
   const integerFormat = new Intl.NumberFormat();
 
@@ -70,8 +71,10 @@
       if (item.dataset.conversationId !== id) continue;
       item.dataset.title = title;
       item.querySelector(".conversation-title").textContent = shown;
-      item.querySelector(".rename-button").setAttribute("aria-label", `Rename “${shown}”`);
-      item.querySelector(".delete-button").setAttribute("aria-label", `Delete “${shown}”`);
+      // Each action's label is its title (Rename, Pin or Unpin, Archive, Delete) and the conversation's.
+      for (const button of item.querySelectorAll(".conversation-actions .icon-button")) {
+        button.setAttribute("aria-label", `${button.title} “${shown}”`);
+      }
     }
     const chat = document.getElementById("chat");
     if (chat && chat.dataset.conversationId === id) {
@@ -192,7 +195,9 @@
   async function saveTitle(item, title) {
     const conversationId = item.dataset.conversationId;
     const previous = item.dataset.title;
-    applyTitle(conversationId, title); // optimistic: put it back if the server refuses
+    // Optimistic: put it back if the server refuses. A blank title is left to the server, which refuses it
+    // with the reason shown below, so the page never shows a blank one meanwhile.
+    if (title) applyTitle(conversationId, title);
     try {
       const response = await fetch(item.dataset.renameUrl, {
         method: "POST",
@@ -200,10 +205,11 @@
         headers: { "X-CSRFToken": readCookie("csrftoken"), "X-Requested-With": "fetch" },
         body: new URLSearchParams({ title }),
       });
-      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      if (response.status === 400) throw new Error(await response.text());
+      if (!response.ok) throw new Error(`HTTP ${response.status}. Please try again.`);
     } catch (error) {
       applyTitle(conversationId, previous);
-      showNotice(`Could not rename the conversation (${error.message}). Please try again.`);
+      showNotice(`Could not rename the conversation: ${error.message}`);
     }
   }
 
@@ -235,10 +241,21 @@
     reconnectAttempt: 0,
     leaving: false,
     pendingResume: new Set(), // message ids a `resume` was sent for and no snapshot came back yet
+    costCounted: new Map(), // message id -> the cost of it that the header's conversation cost holds
     pendingSend: null, // the text of a `send` the server has neither echoed nor refused
     stopRequested: false, // a `stop` went out for the reply that is streaming
     uploads: [], // the composer's attachments: {file, status, progress, attachment, error, request, ...}
   };
+
+  // Under the composer, the chosen model's description: what it is good at, its price, what it supports (the
+  // option's `data-description`, from chat/llm/catalog.py).
+  function describeModel() {
+    const line = document.getElementById("model-description");
+    const option = chat.modelSelect.selectedOptions[0];
+    if (!line || !option) return;
+    const name = element("strong", "", option.textContent);
+    line.replaceChildren(name, `: ${option.dataset.description || ""}`);
+  }
 
   function modelName(modelId) {
     const option = [...chat.modelSelect.options].find((candidate) => candidate.value === modelId);
@@ -264,12 +281,14 @@
   // "‹ 2 / 3 ›". `updateActions` shows each control only where and when it applies.
   const ACTIONS = {
     assistant: [
+      ["copy", "Copy", "Copy this reply as Markdown"],
       ["continue", "Continue", "Continue this reply where it was cut off"],
       ["regenerate", "Regenerate", "Write this reply again (this version is kept)"],
       ["fork", "Fork", "Start a new chat from here"],
       ["delete", "Delete", "Delete this reply and the later messages of this branch"],
     ],
     user: [
+      ["copy", "Copy", "Copy this message as Markdown"],
       ["edit", "Edit", "Edit this message and write the reply again (this version is kept)"],
       ["delete", "Delete", "Delete this message and the later messages of this branch"],
     ],
@@ -279,6 +298,12 @@
     const actions = element("div", "message-actions");
     actions.append(createVersionSwitch(view));
     for (const [name, label, title] of ACTIONS[view.message.role] || []) {
+      if (name === "continue") {
+        // Just before Continue: why the reply ends mid-sentence (its `stop_reason` is `max_tokens`).
+        view.lengthNote = element("span", "length-note", "Stopped at the length limit.");
+        view.lengthNote.hidden = true;
+        actions.append(view.lengthNote);
+      }
       if (name === "fork") {
         if (chat.root.dataset.forkUrl) actions.append(createForkForm(view.message.id, label, title));
         continue;
@@ -355,6 +380,7 @@
       if (!view) continue;
       const { message } = view;
       const show = {
+        copy: !view.editing && message.status !== "streaming",
         continue: idle && id === last && message.stop_reason === "max_tokens",
         regenerate: idle && message.role === "assistant",
         fork: !streaming && message.role === "assistant",
@@ -364,6 +390,7 @@
       for (const control of view.actions.children) {
         if (control.dataset.action) control.hidden = !show[control.dataset.action];
       }
+      if (view.lengthNote) view.lengthNote.hidden = message.stop_reason !== "max_tokens";
       updateVersionSwitch(view, versions, idle);
     }
   }
@@ -436,6 +463,13 @@
     cancel.addEventListener("click", () => {
       setEditing(view, false);
     });
+    // Esc cancels every inline edit, as it does a rename.
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && !event.isComposing) {
+        event.preventDefault();
+        setEditing(view, false);
+      }
+    });
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       const text = input.value.trim();
@@ -459,26 +493,31 @@
   function renderAssistantBody(view) {
     const { body, message } = view;
     const streaming = message.status === "streaming";
-    body.replaceChildren();
+    const parts = [];
     if (message.route_reason) {
       const reason = `Auto chose ${modelName(message.model)}: ${message.route_reason}.`;
-      body.append(element("p", "message-notice route-note", reason));
+      parts.push(element("p", "message-notice route-note", reason));
     }
-    for (const notice of message.notices || []) body.append(element("p", "message-notice", notice));
+    for (const notice of message.notices || []) parts.push(element("p", "message-notice", notice));
     const results = new Map();
     for (const block of message.content) if (block.type === "tool_result") results.set(block.tool_use_id, block);
+    // A text block's container stays in the body from frame to frame: renderMarkdown rebuilds only what changed
+    // in it, and a diagram's frame taken out of the document would reload.
+    const containers = view.markdown || (view.markdown = new Map());
+    for (const caret of body.querySelectorAll(".caret")) caret.remove();
     message.content.forEach((block, index) => {
       if (block.type === "text") {
-        const container = element("div", "markdown");
-        renderMarkdown(container, block.text || "");
-        body.append(container);
+        if (!containers.has(index)) containers.set(index, element("div", "markdown"));
+        renderMarkdown(containers.get(index), block.text || "");
+        parts.push(containers.get(index));
       } else if (block.type === "thinking") {
-        body.append(renderThinking(view, block.thinking || "", streaming && index === message.content.length - 1));
+        parts.push(renderThinking(view, block.thinking || "", streaming && index === message.content.length - 1));
       } else if (block.type === "tool_use") {
         const openSteps = view.openSteps || (view.openSteps = new Set());
-        body.append(renderToolStep(block, results.get(block.id), { streaming, openSteps }));
+        parts.push(renderToolStep(block, results.get(block.id), { streaming, openSteps }));
       }
     });
+    setChildren(body, parts);
     if (streaming) body.append(...streamingIndicator(body));
   }
 
@@ -527,17 +566,35 @@
     const usage = message.usage || {};
     // A reply cut off before its usage arrived (interrupted, most often) has no numbers worth showing.
     if (message.status === "streaming" || (!usage.output_tokens && !Number(message.cost))) return;
-    const parts = [modelName(message.model)];
-    parts.push(`${integerFormat.format(usage.input_tokens || 0)} in / ${integerFormat.format(usage.output_tokens || 0)} out`);
+    const parts = [modelName(message.model), tokensIn(usage), `${integerFormat.format(usage.output_tokens || 0)} out`];
     parts.push(formatCost(message.cost || 0));
     if (message.duration_ms) parts.push(formatDuration(message.duration_ms));
-    footer.append(element("span", "message-stats", parts.join(" · ")));
+    const stats = element("span", "message-stats", parts.join(" · "));
+    stats.title = tokensInTitle(usage);
+    footer.append(stats);
     if (usage.cache_read_input_tokens > 0) {
       const cached = element("span", "cache-badge", "Served from cache");
       const tokens = integerFormat.format(usage.cache_read_input_tokens);
       cached.title = `${tokens} input tokens were read from the prompt cache, at a tenth of the price`;
       footer.append(cached);
     }
+  }
+
+  // Input as the model read it: the API's `input_tokens` are only what came after the last cache breakpoint, so
+  // a long prompt served from (or written to) the cache would read "0 in". Cache reads and writes are input too.
+  function tokensIn(usage) {
+    const [read, written] = [usage.cache_read_input_tokens || 0, usage.cache_creation_input_tokens || 0];
+    const cached = [];
+    if (read) cached.push(`${integerFormat.format(read)} cached`);
+    if (written) cached.push(`${integerFormat.format(written)} written to cache`);
+    const total = integerFormat.format((usage.input_tokens || 0) + read + written);
+    return cached.length ? `${total} in (${cached.join(", ")})` : `${total} in`;
+  }
+
+  function tokensInTitle(usage) {
+    const [fresh, read, written] = [usage.input_tokens, usage.cache_read_input_tokens, usage.cache_creation_input_tokens]
+      .map((tokens) => integerFormat.format(tokens || 0));
+    return `Input: ${fresh} uncached, ${read} read from the prompt cache (a tenth of the price), ${written} written to it`;
   }
 
   // Rendering is batched: every change marks its view dirty, and one animation frame renders them all, so a
@@ -634,23 +691,37 @@
     }
   }
 
-  // The header's conversation cost: the server's total when the page loaded, plus what each reply adds as it
-  // settles. The change, not the cost, is added, so a continued reply or a repeated snapshot is not counted twice.
+  // The header's conversation cost: the server's total when the page loaded, in which each message's part is
+  // replaced by its new cost when a reply the page watched streaming settles. A reply's cost is the sum of its
+  // ledger rows (a continued reply's earlier rows included) and a streaming snapshot says 0, so the settled cost
+  // replaces what was counted for the message: added on top, a continued reply would count its first part twice.
+  // Kept in micro-dollars, as the ledger stores costs, from the exact total in `data-cost`: adding to the shown,
+  // rounded figure would drift from the sum of the messages' costs.
   function addToConversationCost(dollars) {
     const total = document.getElementById("conversation-cost");
     if (!total || !dollars) return;
-    total.textContent = formatCost(Number(total.textContent.replace("$", "")) + dollars);
+    const micro = Math.round(Number(total.dataset.cost) * 1e6) + Math.round(dollars * 1e6);
+    total.dataset.cost = String(micro / 1e6);
+    total.textContent = formatCost(micro / 1e6);
   }
 
-  // A reply adds to the cost when the page saw it streaming and it settles; a settled message the page meets
-  // for the first time (another version's reply after a switch, a snapshot) was in the total already.
+  // A message the page meets settled for the first time (another version's reply after a switch) was in the
+  // total already; one met streaming is new, and holds nothing yet. `stored`: a payload read from the database
+  // (the page's tree data, a `tree` frame), whose cost the total holds even while the reply streams again.
+  function countCost(message, stored) {
+    const cost = Number(message.cost) || 0;
+    if (!chat.costCounted.has(message.id)) {
+      chat.costCounted.set(message.id, stored || message.status !== "streaming" ? cost : 0);
+    } else if (!stored && message.status !== "streaming") {
+      addToConversationCost(cost - chat.costCounted.get(message.id));
+      chat.costCounted.set(message.id, cost);
+    }
+  }
+
   function onMessageFrame(frame) {
     const message = frame.message;
     chat.pendingResume.delete(message.id);
-    const known = chat.views.has(message.id) ? chat.views.get(message.id).message : chat.offPath.get(message.id);
-    if (known && known.status === "streaming" && message.status !== "streaming") {
-      addToConversationCost(Number(message.cost) - Number(known.cost));
-    }
+    countCost(message, false);
     if (!chat.pathIndex.has(message.id)) {
       // A `send` extends the path with no `tree` frame: its messages answer the path's last one. Anything else
       // (an edit's new version, heard before its `tree` frame) waits for the frame that puts it on the path.
@@ -676,6 +747,7 @@
     chat.treeVersion = frame.version;
     const focused = focusedControl();
     const payloads = new Map(frame.messages.map((message) => [message.id, message]));
+    for (const message of frame.messages) countCost(message, true);
     const onPath = new Set(frame.path.map((entry) => entry.id));
     for (const [id, view] of chat.views) {
       if (onPath.has(id)) continue;
@@ -764,6 +836,7 @@
     applyTitle(conversation.id, conversation.title);
     if (conversation.model && String(conversation.id) === chat.root.dataset.conversationId) {
       chat.modelSelect.value = conversation.model;
+      describeModel();
     }
   }
 
@@ -1165,7 +1238,9 @@
     if (!view) return;
     const id = view.message.id;
     const action = button.dataset.action;
-    if (action === "edit") {
+    if (action === "copy") {
+      copyText(button, messageMarkdown(view.message));
+    } else if (action === "edit") {
       setEditing(view, true);
     } else if (action === "continue") {
       sendFrame({ type: "continue", message: id });
@@ -1187,6 +1262,8 @@
   function initSettingsDialog() {
     const dialog = document.getElementById("settings-dialog");
     document.getElementById("settings-button").addEventListener("click", () => dialog.showModal());
+    // The line under the composer (the start of the system prompt, the thinking level) opens the same dialog.
+    document.getElementById("settings-summary").addEventListener("click", () => dialog.showModal());
     dialog.querySelector(".dialog-cancel").addEventListener("click", () => dialog.close());
   }
 
@@ -1201,6 +1278,8 @@
     chat.sendButton = document.getElementById("send-button");
     chat.stopButton = document.getElementById("stop-button");
     chat.modelSelect = document.getElementById("model-select");
+    chat.modelSelect.addEventListener("change", describeModel);
+    describeModel();
 
     onTreeFrame(JSON.parse(document.getElementById("tree-data").textContent));
     for (const view of chat.dirty) renderView(view);

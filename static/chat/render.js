@@ -3,10 +3,11 @@
  * shared conversation (static/chat/shared.js). One global, `ChatRender`, so both render replies the same way
  * and a fix to the sanitizing reaches both.
  *
- * Replies are markdown turned into HTML by marked, with anything active removed by DOMPurify and code coloured
- * by highlight.js (the vendored scripts, loaded before this one). Plain browser JavaScript with no build step,
- * a classic script loaded (`defer`) before the page's own; nothing runs inline, so the pages work under the
- * strict Content-Security-Policy.
+ * Replies are markdown turned into HTML by marked, with anything active removed by DOMPurify, code coloured
+ * by highlight.js, maths typeset by KaTeX and ```mermaid blocks drawn in a sandboxed frame (the vendored
+ * scripts, loaded before this one; mermaid only inside that frame, templates/chat/diagram.html). Plain browser
+ * JavaScript with no build step, a classic script loaded (`defer`) before the page's own; nothing runs inline,
+ * so the pages work under the strict Content-Security-Policy.
  */
 "use strict";
 
@@ -43,9 +44,84 @@ window.ChatRender = (function () {
     ALLOW_DATA_ATTR: false,
   };
 
+  // KaTeX's own output, typeset after the markdown was sanitized: its spans, the MathML that screen readers
+  // read (with the TeX as its annotation, which DOMPurify's MathML profile leaves out), the SVG of stretchy
+  // symbols, and the inline styles it sets through the DOM (which the CSP allows, unlike `style` attributes in
+  // markup). `trust: false` already refuses \href, \url and \html*.
+  const MATH_SANITIZE_OPTIONS = {
+    USE_PROFILES: { html: true, mathMl: true, svg: true },
+    ADD_TAGS: ["semantics", "annotation"],
+    ADD_ATTR: ["encoding"],
+    FORBID_TAGS: ["style", "img", "form", "a"],
+    ALLOW_DATA_ATTR: false,
+    IN_PLACE: true,
+  };
+  const KATEX_OPTIONS = { throwOnError: true, trust: false, strict: "ignore", output: "htmlAndMathml" };
+
+  // Maths is taken out of the markdown before marked's own rules see it: they would eat TeX's backslashes
+  // (`\{` becomes `{`, `\\` becomes `\`) and read `_` and `*` as emphasis. Both delimiters must be there, so
+  // while a reply streams an unfinished `$$` block stays text until its closing `$$` arrives. A `$` opens
+  // inline maths only before a non-space and closes only after one, and not before a digit: "$5 and $10"
+  // stays money. The kind names the delimiters, to show the source as typed when it is not valid TeX.
+  const MATH_DELIMITERS = {
+    dollars: ["$$", "$$"],
+    brackets: ["\\[", "\\]"],
+    parens: ["\\(", "\\)"],
+    dollar: ["$", "$"],
+  };
+  const BLOCK_MATH = /^ {0,3}(?:\$\$([\s\S]+?)\$\$|\\\[([\s\S]+?)\\\])[ \t]*(?:\n+|$)/;
+  const INLINE_MATH =
+    /^(?:\$\$([\s\S]+?)\$\$|\\\[([\s\S]+?)\\\]|\\\(([\s\S]+?)\\\)|\$(?![\s$])((?:\\[\s\S]|[^\\$\n])+?)(?<!\s)\$(?!\d))/;
+  const MATH_KINDS = Object.keys(MATH_DELIMITERS); // in the order of the patterns' groups
+
+  function mathToken(type, match) {
+    const group = match.slice(1).findIndex((text) => text !== undefined);
+    const kind = MATH_KINDS[group];
+    return { type, raw: match[0], text: match[group + 1].trim(), kind };
+  }
+
+  function mathHtml(tag, display, { text, kind }) {
+    const classes = `math math-${kind}${display ? " math-display" : ""}`;
+    return `<${tag} class="${classes}">${escapeHtml(text)}</${tag}>`;
+  }
+
+  const MATH_EXTENSIONS = [
+    {
+      name: "blockMath",
+      level: "block",
+      tokenizer(src) {
+        const match = BLOCK_MATH.exec(src);
+        return match ? mathToken("blockMath", match) : undefined;
+      },
+      renderer: (token) => mathHtml("div", true, token) + "\n",
+    },
+    {
+      name: "inlineMath",
+      level: "inline",
+      start(src) {
+        const index = src.search(/\$|\\[([]/);
+        return index < 0 ? undefined : index;
+      },
+      tokenizer(src) {
+        const match = INLINE_MATH.exec(src);
+        return match ? mathToken("inlineMath", match) : undefined;
+      },
+      renderer: (token) => mathHtml("span", token.kind === "dollars" || token.kind === "brackets", token),
+    },
+  ];
+
+  // Whether a fenced code block has its closing fence yet: while a reply streams, the block grows until it does.
+  function fenceClosed(raw) {
+    const fence = /^ {0,3}(`{3,}|~{3,})/.exec(raw);
+    if (!fence) return true; // an indented block has no fence to wait for
+    const lines = raw.trimEnd().split("\n");
+    const closing = new RegExp(`^ {0,3}${fence[1][0] === "`" ? "`" : "~"}{${fence[1].length},}[ \\t]*$`);
+    return lines.length > 1 && closing.test(lines[lines.length - 1]);
+  }
+
   function createMarkdown() {
     DOMPurify.addHook("afterSanitizeAttributes", hardenLinks);
-    return new marked.Marked({
+    const markdown = new marked.Marked({
       gfm: true,
       renderer: {
         // Raw HTML in a reply is shown as text, the way the user or the model typed it: a reply quoting
@@ -54,41 +130,163 @@ window.ChatRender = (function () {
         // Remote images would load without a click and can carry data out in their URL (a prompt injection
         // in an uploaded document could ask for that), so an image becomes a plain link.
         image: ({ href, text }) => `<a href="${escapeHtml(href)}">${escapeHtml(text || href)}</a>`,
+        // A finished ```mermaid block becomes a diagram (`renderDiagram`); any other block, and one still
+        // streaming, is code (false: marked's own renderer).
+        code: ({ lang, raw, text }) =>
+          (lang || "").trim() === "mermaid" && fenceClosed(raw)
+            ? `<div class="diagram"><pre><code class="language-mermaid">${escapeHtml(text)}</code></pre></div>\n`
+            : false,
       },
     });
+    markdown.use({ extensions: MATH_EXTENSIONS });
+    return markdown;
   }
 
   let markdown = null;
+  const builtFrom = new WeakMap(); // a rendered top-level node -> the sanitized HTML it was built from
 
+  // Renders `text` into `container`, keeping the top-level nodes whose HTML did not change since the last call
+  // on it: while a reply streams only its tail changes, so finished blocks are highlighted and typeset once,
+  // and a diagram's frame is not reloaded (a frame taken out of the document is).
   function renderMarkdown(container, text) {
     markdown = markdown || createMarkdown();
-    container.innerHTML = DOMPurify.sanitize(markdown.parse(text), SANITIZE_OPTIONS);
-    for (const code of container.querySelectorAll("pre > code")) highlightCode(code);
+    const fragment = DOMPurify.sanitize(markdown.parse(text), { ...SANITIZE_OPTIONS, RETURN_DOM_FRAGMENT: true });
+    const old = [...container.childNodes];
+    const nodes = [...fragment.childNodes].map((node, index) => {
+      const html = node.nodeType === Node.ELEMENT_NODE ? node.outerHTML : node.textContent;
+      if (old[index] && builtFrom.get(old[index]) === html) return old[index];
+      builtFrom.set(node, html);
+      if (node.nodeType === Node.ELEMENT_NODE) enhance(node);
+      return node;
+    });
+    setChildren(container, nodes);
   }
 
-  function highlightCode(code) {
-    // A language highlight.js does not know would log an error; auto-detection is the better fallback.
-    const languageClass = [...code.classList].find((name) => name.startsWith("language-"));
-    if (languageClass && !hljs.getLanguage(languageClass.slice("language-".length))) {
-      code.classList.remove(languageClass);
+  // Makes `nodes` the children of `parent`, in order, without moving those already there in that order.
+  function setChildren(parent, nodes) {
+    const wanted = new Set(nodes);
+    for (const child of [...parent.childNodes]) if (!wanted.has(child)) child.remove();
+    let cursor = parent.firstChild;
+    for (const node of nodes) {
+      if (node === cursor) cursor = cursor.nextSibling;
+      else parent.insertBefore(node, cursor);
     }
-    hljs.highlightElement(code);
+  }
+
+  function within(root, selector) {
+    return [...(root.matches(selector) ? [root] : []), ...root.querySelectorAll(selector)];
+  }
+
+  function enhance(root) {
+    for (const code of within(root, "pre > code")) decorateCode(code);
+    for (const math of within(root, ".math")) typeset(math);
+    for (const diagram of within(root, ".diagram")) renderDiagram(diagram);
+  }
+
+  // Invalid TeX shows its source as typed, with KaTeX's reason on hover; it never throws.
+  function typeset(node) {
+    const tex = node.textContent;
+    const display = node.classList.contains("math-display");
+    try {
+      katex.render(tex, node, { ...KATEX_OPTIONS, displayMode: display });
+      DOMPurify.sanitize(node, MATH_SANITIZE_OPTIONS);
+    } catch (error) {
+      const kind = MATH_KINDS.find((name) => node.classList.contains(`math-${name}`));
+      const [open, close] = MATH_DELIMITERS[kind];
+      node.textContent = `${open}${tex}${close}`;
+      node.classList.add("math-error");
+      node.title = error instanceof katex.ParseError ? error.message : "This maths could not be shown";
+    }
+  }
+
+  // A code block's language as a label, and a Copy button that is always shown (a touch screen has no hover).
+  function decorateCode(code) {
+    const languageClass = [...code.classList].find((name) => name.startsWith("language-"));
+    const language = languageClass ? languageClass.slice("language-".length) : "";
+    if (language !== "mermaid") {
+      // A language highlight.js does not know would log an error; auto-detection is the better fallback.
+      if (language && !hljs.getLanguage(language)) code.classList.remove(languageClass);
+      hljs.highlightElement(code);
+    }
     const copy = element("button", "copy-code", "Copy");
     copy.type = "button";
-    copy.setAttribute("aria-label", "Copy code");
+    copy.setAttribute("aria-label", language ? `Copy ${language} code` : "Copy code");
     code.parentElement.prepend(copy);
+    if (language) code.parentElement.prepend(element("span", "code-language", language));
   }
 
   // The pages call this for a click on a code block's "Copy" button (one listener on the transcript).
-  async function copyCode(button) {
-    const code = button.parentElement.querySelector("code");
+  function copyCode(button) {
+    return copyText(button, button.parentElement.querySelector("code").textContent);
+  }
+
+  // Copies `text`, and says so on the button for a moment.
+  async function copyText(button, text) {
+    const label = (button.dataset.label ||= button.textContent);
     try {
-      await navigator.clipboard.writeText(code.textContent);
+      await navigator.clipboard.writeText(text);
       button.textContent = "Copied";
     } catch {
       button.textContent = "Copy failed";
     }
-    window.setTimeout(() => (button.textContent = "Copy"), 1500);
+    window.setTimeout(() => (button.textContent = label), 1500);
+  }
+
+  // A message as Markdown, the way it was written: its text blocks, without thinking or tool steps.
+  function messageMarkdown(message) {
+    return message.content
+      .filter((block) => block.type === "text" && block.text)
+      .map((block) => block.text)
+      .join("\n\n");
+  }
+
+  // Diagrams are drawn by mermaid in a frame of their own (templates/chat/diagram.html): a sandbox without
+  // allow-same-origin, so nothing mermaid makes of a reply can reach this page, its cookies or its socket, and
+  // this page's strict policy stays as it is (mermaid needs inline styles). The frame asks for its source with
+  // "ready", gets it by postMessage, and answers "rendered" with its height or "failed" with mermaid's reason,
+  // when the source is shown instead.
+  const DIAGRAM_MAX_HEIGHT = 4000;
+
+  function renderDiagram(diagram) {
+    const source = diagram.querySelector("pre");
+    const url = document.querySelector('meta[name="chat-diagram-url"]');
+    if (!url) return; // a page without the frame shows the source
+    listenToDiagrams();
+    const frame = element("iframe", "diagram-frame");
+    frame.setAttribute("sandbox", "allow-scripts");
+    frame.setAttribute("referrerpolicy", "no-referrer");
+    frame.title = "Diagram";
+    frame.src = url.content;
+    source.hidden = true;
+    const error = element("p", "diagram-error");
+    error.hidden = true;
+    diagram.prepend(frame, error);
+  }
+
+  let listening = false;
+
+  function listenToDiagrams() {
+    if (listening) return;
+    listening = true;
+    window.addEventListener("message", (event) => {
+      const frame = [...document.querySelectorAll("iframe.diagram-frame")].find(
+        (candidate) => candidate.contentWindow === event.source,
+      );
+      if (!frame || !event.data || typeof event.data !== "object") return;
+      const diagram = frame.parentElement;
+      const { type, height, error } = event.data;
+      if (type === "ready") {
+        event.source.postMessage({ type: "render", source: diagram.querySelector("pre code").textContent }, "*");
+      } else if (type === "rendered" && Number.isFinite(height)) {
+        frame.style.height = `${Math.min(Math.max(Math.ceil(height), 1), DIAGRAM_MAX_HEIGHT)}px`;
+      } else if (type === "failed") {
+        frame.remove();
+        const shown = diagram.querySelector(".diagram-error");
+        shown.textContent = `This diagram could not be drawn: ${String(error || "unknown error").slice(0, 500)}`;
+        shown.hidden = false;
+        diagram.querySelector("pre").hidden = false;
+      }
+    });
   }
 
   // Each attachment links to the URL its payload names (the owner-checked file, or the share's own); images
@@ -154,5 +352,14 @@ window.ChatRender = (function () {
     return line.length > 60 ? line.slice(0, 59) + "…" : line;
   }
 
-  return { element, renderMarkdown, copyCode, renderAttachments, renderToolStep };
+  return {
+    element,
+    renderMarkdown,
+    setChildren,
+    copyCode,
+    copyText,
+    messageMarkdown,
+    renderAttachments,
+    renderToolStep,
+  };
 })();
