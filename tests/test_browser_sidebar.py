@@ -107,7 +107,7 @@ def test_pin_and_archive_are_shown_and_finger_sized_on_a_touch_screen(browser, s
         pin.wait_for(state="visible")
         for button in (pin, tab.locator(f"{CURRENT} .archive-button")):
             box = button.bounding_box()
-            assert box["width"] >= 36 and box["height"] >= 36, "a finger-sized target"
+            assert round(box["width"]) >= 36 and round(box["height"]) >= 36, "a finger-sized target"
         assert pin.evaluate("el => getComputedStyle(el.closest('.conversation-actions')).opacity") == "1"
         assert tab.evaluate("() => document.documentElement.scrollWidth") == 390
 

@@ -226,7 +226,7 @@ def test_the_arrows_are_there_for_a_finger_on_a_phone(browser, page, server_url)
         previous = last_reply(tab).get_by_role("button", name="Previous version")
         previous.wait_for()
         box = previous.bounding_box()
-        assert box["width"] >= 36 and box["height"] >= 36, "a finger-sized target"
+        assert round(box["width"]) >= 36 and round(box["height"]) >= 36, "a finger-sized target"
         assert last_reply(tab).locator(".action-regenerate").is_visible()
         assert tab.evaluate("() => document.scrollingElement.scrollWidth - document.scrollingElement.clientWidth") <= 0
         previous.tap()
