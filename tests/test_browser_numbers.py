@@ -14,7 +14,7 @@ import sys
 
 import pytest
 from cluster import ROOT, AppServer, migrate, server_env
-from test_browser import CHROMIUM, CHROMIUM_ARGS, require_browser, send, sign_up_and_start_a_chat
+from test_browser import browser, page, require_browser, send, sign_up_and_start_a_chat  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.browser
 
@@ -44,29 +44,6 @@ def server_url(tmp_path_factory):
         yield server.url
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(server_url):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser):
-    """A laptop-sized page in a fresh profile; uncaught page errors fail the test."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert errors == [], f"uncaught errors in the page: {errors}"
 
 
 def wait_until_settled(page):
