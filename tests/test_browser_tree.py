@@ -227,7 +227,8 @@ def test_the_arrows_are_there_for_a_finger_on_a_phone(browser, page, server_url)
         previous.wait_for()
         box = previous.bounding_box()
         assert round(box["width"]) >= 36 and round(box["height"]) >= 36, "a finger-sized target"
-        assert last_reply(tab).locator(".action-regenerate").is_visible()
+        # The actions appear once the socket is open (nothing can be regenerated before), so wait for it.
+        last_reply(tab).locator(".action-regenerate").wait_for()
         assert tab.evaluate("() => document.scrollingElement.scrollWidth - document.scrollingElement.clientWidth") <= 0
         previous.tap()
         versions_of(last_reply(tab)).filter(has_text="1 / 2").wait_for()
