@@ -1,3 +1,4 @@
+import functools
 import zoneinfo
 
 from django import forms
@@ -8,7 +9,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 
 from accounts.mail import mail_send_later
-from accounts.models import User
+from accounts.models import Theme, User
 from accounts.registration import registration_policy, sign_up_allowed
 from chat.llm.registry import AUTO, model_for, models_offered
 
@@ -69,7 +70,7 @@ class UserSettingsForm(forms.ModelForm):
 
     class Meta:
         model = User
-        fields = ("default_model", "system_prompt", "time_zone", "monthly_cap")
+        fields = ("default_model", "system_prompt", "time_zone", "theme", "monthly_cap")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -80,6 +81,8 @@ class UserSettingsForm(forms.ModelForm):
             *((spec.id, spec.display_name) for spec in models_offered()),
         ]
         self.fields["time_zone"].choices = [(name, name) for name in sorted(zoneinfo.available_timezones())]
+        self.fields["theme"].label = "Appearance"
+        self.fields["theme"].help_text = "Light, dark, or your device's. The sidebar has a quick switch too."
 
     def clean_time_zone(self):
         """The choices are the system's zones; ZoneInfo must also load the one picked."""
@@ -88,4 +91,29 @@ class UserSettingsForm(forms.ModelForm):
             zoneinfo.ZoneInfo(name)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise forms.ValidationError("Unknown time zone.") from None
+        return name
+
+
+class ThemeForm(forms.Form):
+    """The sidebar's quick switch: one of the three appearances, and the page to go back to."""
+
+    theme = forms.ChoiceField(choices=Theme.choices, required=False)
+
+
+@functools.cache
+def known_time_zones() -> frozenset[str]:
+    """The system's IANA zones: read from disk once per process, not on every request."""
+    return frozenset(zoneinfo.available_timezones())
+
+
+class TimeZoneAnswerForm(forms.Form):
+    """The chat page's "Use your browser's time zone?" banner: the zone to keep, which the browser filled in
+    and so may be anything."""
+
+    time_zone = forms.CharField(max_length=64)
+
+    def clean_time_zone(self):
+        name = self.cleaned_data["time_zone"]
+        if name not in known_time_zones():
+            raise forms.ValidationError("Unknown time zone.")
         return name

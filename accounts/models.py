@@ -9,6 +9,12 @@ from django.utils import timezone
 from teams.models import Membership
 
 
+class Theme(models.TextChoices):
+    SYSTEM = "", "Same as the system"
+    LIGHT = "light", "Light"
+    DARK = "dark", "Dark"
+
+
 class User(AbstractUser):
     """The site's user, custom from the first migration so per-user settings can live here."""
 
@@ -16,6 +22,14 @@ class User(AbstractUser):
     system_prompt = models.TextField(blank=True, help_text="Default system prompt for new conversations.")
     time_zone = models.CharField(
         max_length=64, default="UTC", help_text="An IANA time zone such as Europe/Paris: the current_time tool's."
+    )
+    # Whether the user chose `time_zone` (settings page, or the chat page's "Use your browser's time zone?"
+    # banner): until then the chat page proposes the browser's zone when it differs, and never after.
+    time_zone_confirmed = models.BooleanField(default=False, help_text="The user chose their time zone.")
+    # Rendered as <html data-theme> by templates/base.html: the page is drawn in it with no script, no flash.
+    theme = models.CharField(
+        max_length=8, blank=True, choices=Theme.choices, default=Theme.SYSTEM,
+        help_text="Light, dark, or empty to follow the system.",
     )
     # Budget and limits: empty means the site default from settings (CHAT_DEFAULT_MONTHLY_BUDGET,
     # CHAT_RATE_LIMIT_*), so a change of default reaches everyone who was not given their own value.

@@ -32,24 +32,43 @@ class SignUpRefused(Exception):
 
 
 def user_settings_update(
-    *, user: User, default_model: str, system_prompt: str, time_zone: str, monthly_cap: Decimal | None,
-    request=None,
+    *, user: User, default_model: str, system_prompt: str, time_zone: str, theme: str,
+    monthly_cap: Decimal | None, request=None,
 ) -> None:
     """New conversations take the defaults when they are created; existing ones keep their own. The cap is
     the user's own and only ever lowers what their budgets allow (billing's admission takes the lowest); a
     change of it is audited, like every other change to what someone may spend. The previous cap is read
     from the database: a ModelForm has already written the new one onto `user`."""
-    previous_cap = User.objects.filter(pk=user.pk).values_list("monthly_cap", flat=True).get()
+    previous_cap, previous_zone = User.objects.filter(pk=user.pk).values_list("monthly_cap", "time_zone").get()
     user.default_model = default_model
     user.system_prompt = system_prompt.strip()
     user.time_zone = time_zone
+    # A zone changed here was chosen: the chat page stops proposing the browser's (user_time_zone_answer).
+    user.time_zone_confirmed = user.time_zone_confirmed or time_zone != previous_zone
+    user.theme = theme
     user.monthly_cap = monthly_cap
-    user.save(update_fields=["default_model", "system_prompt", "time_zone", "monthly_cap"])
+    user.save(update_fields=[
+        "default_model", "system_prompt", "time_zone", "time_zone_confirmed", "theme", "monthly_cap",
+    ])
     if monthly_cap != previous_cap:
         audit_record(
             actor=user, action="account.cap_changed", subject=user.username, request=request,
             detail={"monthly_cap": _amount(monthly_cap), "previous": _amount(previous_cap)},
         )
+
+
+def user_theme_set(*, user: User, theme: str) -> None:
+    """Light, dark or "" (the system's): base.html renders it on <html>, so the next page is drawn in it."""
+    user.theme = theme
+    user.save(update_fields=["theme"])
+
+
+def user_time_zone_answer(*, user: User, time_zone: str) -> None:
+    """The chat page's proposal answered, "Use it" (the browser's zone) or "Keep" (the saved one): either way
+    the user has now chosen, and is not asked again. The caller has checked that the zone exists."""
+    user.time_zone = time_zone
+    user.time_zone_confirmed = True
+    user.save(update_fields=["time_zone", "time_zone_confirmed"])
 
 
 def _amount(value: Decimal | None) -> str | None:

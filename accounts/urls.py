@@ -10,6 +10,8 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(template_name="accounts/login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("settings/", views.user_settings, name="user_settings"),
+    path("theme/", views.theme_set, name="theme_set"),
+    path("settings/time-zone/", views.time_zone_answer, name="time_zone_answer"),
     # Django's password views under their own names, which their success URLs and emails reverse.
     path("password/change/", views.PasswordChangeView.as_view(), name="password_change"),
     path("password/change/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),

@@ -4,11 +4,13 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import SetPasswordForm
+from django.http import HttpResponseBadRequest
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import services
-from accounts.forms import PasswordResetForm, SignUpForm, UserSettingsForm
+from accounts.forms import PasswordResetForm, SignUpForm, ThemeForm, TimeZoneAnswerForm, UserSettingsForm
 from accounts.mail import account_mail_allowed
 from accounts.models import Invite, RegistrationPolicy, User
 from accounts.registration import registration_policy
@@ -125,3 +127,35 @@ def user_settings(request):
         messages.success(request, "Settings saved.")
         return redirect("user_settings")
     return render(request, "accounts/settings.html", {"form": form})
+
+
+@login_required
+@require_POST
+def theme_set(request):
+    """The sidebar's switch, a plain form that works without script: saves the choice, back to `next` (this
+    site's only), where the server renders the page in it."""
+    form = ThemeForm(request.POST)
+    if not form.is_valid():
+        return HttpResponseBadRequest("`theme` must be light, dark or empty.", content_type="text/plain")
+    services.user_theme_set(user=request.user, theme=form.cleaned_data["theme"])
+    target = request.POST.get("next", "")
+    same_site = {"allowed_hosts": {request.get_host()}, "require_https": request.is_secure()}
+    if url_has_allowed_host_and_scheme(target, **same_site):
+        return redirect(target)
+    return redirect("home")
+
+
+@login_required
+@require_POST
+def time_zone_answer(request):
+    """The chat page's banner (templates/chat/_time_zone_banner.html): "Use it" posts the browser's zone,
+    "Keep" the saved one; either answers for good. The zone comes from the browser, so it is checked against
+    the system's zones, and anything else is a 400 that saves nothing."""
+    form = TimeZoneAnswerForm(request.POST)
+    if not form.is_valid():
+        return HttpResponseBadRequest("Unknown time zone.", content_type="text/plain; charset=utf-8")
+    services.user_time_zone_answer(user=request.user, time_zone=form.cleaned_data["time_zone"])
+    target = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return redirect(target)
+    return redirect("home")

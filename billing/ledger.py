@@ -42,6 +42,7 @@ class UpstreamRequest:
     first_token_ms: int | None = None
     latency_ms: int | None = None
     is_fallback: bool = False
+    purpose: str = ApiCall.Purpose.REPLY  # a reply's request, or a conversation's title (chat/titles.py)
 
 
 def ledger_record(
@@ -77,6 +78,7 @@ def _request_rows(
             conversation_id=conversation_id,
             message=message,
             model=request.model,
+            purpose=request.purpose,
             status=request.status if is_last else ApiCall.Status.ERROR,
             **asdict(request.usage if is_last else TokenUsage()),  # the token kinds are ApiCall's column names
             price_snapshot=prices.as_dict(),
@@ -146,6 +148,7 @@ def _log_fields(call: ApiCall) -> dict:
         "conversation": call.conversation_id,
         "message": call.message_id,
         "model": call.model,
+        "purpose": call.purpose,
         "status": call.status,
         **{kind.name: getattr(call, kind.name) for kind in fields(TokenUsage)},
         "cost": str(call.cost),

@@ -81,6 +81,28 @@ def request_admit(
     return hold
 
 
+def request_admit_whole(*, user, model: str, input_tokens: int, max_tokens: int) -> Hold:
+    """What to reserve for one request of about `input_tokens` in and at most `max_tokens` out, made for the
+    user but not asked for by them (a conversation's title, chat/titles.py), or RequestRefused.
+
+    As `request_admit`: the caller holds the transaction and has locked the user's row, the budgeted groups'
+    rows are locked here, the budget is checked before the rate limits count the request. Unlike a reply, the
+    request is never cut down: its worst case fits every budget whole, or it is refused.
+    """
+    prices = selectors.price_for_model(model)
+    amount = selectors.reply_worst_case(
+        input_tokens=input_tokens, max_tokens=max_tokens, requests=1,
+        window=model_spec(model).context_window, prices=prices,
+    )
+    teams, tree = _budget_teams_lock(user)
+    for limit in selectors.budget_limits(user, teams=teams, tree=tree):
+        if limit.status.exceeded or limit.status.remaining < amount:
+            whose, noun = _budget_words(limit)
+            raise RequestRefused("budget_exceeded", f"{whose[0].upper()}{whose[1:]} monthly {noun} has no room.")
+    _rate_limits_take(user, input_tokens)
+    return Hold(amount, input_tokens, max_tokens=max_tokens, tool_rounds=0)
+
+
 def _budget_teams_lock(user) -> tuple[list[Team], team_selectors.Tree]:
     """Lock the budgeted groups that a send by `user` counts against: theirs and every one above them.
 
@@ -98,6 +120,8 @@ def _budget_teams_lock(user) -> tuple[list[Team], team_selectors.Tree]:
 
 
 def reservation_create(*, user, message, hold: Hold) -> Reservation:
+    """`message`: the reply it pays for; None for a request that belongs to no message (a title), whose
+    reservation the stale sweep releases once it is as old as a stale heartbeat, if nothing did before."""
     return Reservation.objects.create(
         user=user, message=message, amount=hold.amount, max_tokens=hold.max_tokens, tool_rounds=hold.tool_rounds
     )

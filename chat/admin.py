@@ -261,7 +261,7 @@ class MessageAdmin(admin.ModelAdmin):
 
 
 CSV_COLUMNS = (
-    "id", "created_at", "user_id", "user__username", "conversation_id", "message_id", "model", "status",
+    "id", "created_at", "user_id", "user__username", "conversation_id", "message_id", "model", "purpose", "status",
     "input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_5m_input_tokens",
     "cache_creation_1h_input_tokens", "cost", "latency_ms", "first_token_ms", "stop_reason", "request_id",
     "http_status", "attempt", "is_retry", "is_fallback",
@@ -280,8 +280,8 @@ class ApiCallAdmin(SystemRecordAdmin):
     # detail page and in the totals and the CSV; the list shows input with its cached part.
     list_display = ("when", "user", "reply", "model", "status", "input_shown", "output_shown", "cost_shown",
                     "latency", "first_token", "attempt_kind")
-    list_filter = (("user", admin.RelatedOnlyFieldListFilter), "model", "created_at", "status", "is_fallback",
-                   "is_retry")
+    list_filter = (("user", admin.RelatedOnlyFieldListFilter), "model", "purpose", "created_at", "status",
+                   "is_fallback", "is_retry")
     search_fields = ("request_id", "user__username", "conversation__title")
     list_select_related = ("user",)
     date_hierarchy = "created_at"
@@ -320,7 +320,10 @@ class ApiCallAdmin(SystemRecordAdmin):
 
     @admin.display(description="message")
     def reply(self, call):
-        """The message the call produced, linked while it exists: deleting a branch keeps the row."""
+        """The message the call produced, linked while it exists: deleting a branch keeps the row. A title's
+        call produced no message (chat/titles.py)."""
+        if call.purpose == ApiCall.Purpose.TITLE:
+            return "title"
         if call.message_id is None:
             return "deleted"
         url = reverse("admin:chat_message_change", args=[call.message_id])

@@ -15,11 +15,14 @@ class ThinkingLevel(models.TextChoices):
 
 
 class TitleSource(models.TextChoices):
-    """Who gave a conversation its title: its first message, or the user (a rename). Whatever later writes titles
-    for the user (a summary by the model) may replace only a first message's."""
+    """Who gave a conversation its title: its first message, the model (a short summary written once, after the
+    first reply that completes: chat/titles.py), or the user (a rename). The model replaces only a first
+    message's title, by a conditional UPDATE, so a rename always wins, even one made while the title is being
+    written; a rename of a model's title is the user's like any other."""
 
     NONE = "", "None yet"
     FIRST_MESSAGE = "first_message"
+    MODEL = "model"
     USER = "user"
 
 
@@ -157,10 +160,18 @@ class ApiCall(models.Model):
         ERROR = "error"
         STOPPED = "stopped"
 
+    class Purpose(models.TextChoices):
+        """What the call was for: a reply (its requests, tool rounds and fallbacks), or a conversation's title
+        (chat/titles.py; its row has the conversation and no message). Every sum of spend counts both."""
+
+        REPLY = "reply"
+        TITLE = "title"
+
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="api_calls")
     conversation = models.ForeignKey(Conversation, on_delete=models.SET_NULL, null=True, related_name="api_calls")
     message = models.ForeignKey(Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="api_calls")
     model = models.CharField(max_length=100)
+    purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.REPLY)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OK)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0, help_text="Thinking tokens included.")

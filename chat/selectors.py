@@ -190,25 +190,6 @@ def attachment_for_user(user, attachment_id) -> Attachment:
     return get_object_or_404(Attachment, pk=attachment_id, owner=user)
 
 
-def messages_matching(
-    user_id: int, query: str, *, exclude_conversation_id: int, limit: int, scanned: int
-) -> list[Message]:
-    """The user's newest messages whose text contains `query` (case-insensitive), outside one conversation.
-
-    Only `user_id`'s own conversations are read. Matching happens here rather than in SQL because messages are
-    JSON blocks whose text the databases escape differently; `scanned` bounds the work to the newest messages.
-    """
-    needle = query.casefold()
-    recent = (
-        Message.objects.filter(conversation__owner_id=user_id)
-        .exclude(conversation_id=exclude_conversation_id)
-        .exclude(status=Message.Status.STREAMING)
-        .select_related("conversation")
-        .order_by("-id")[:scanned]
-    )
-    return [message for message in recent if needle in message.text.casefold()][:limit]
-
-
 def tool_names_enabled(names) -> list[str]:
     """`names` minus the tools an admin switched off (no row: on)."""
     disabled = set(ToolSetting.objects.filter(enabled=False).values_list("name", flat=True))

@@ -36,12 +36,20 @@ class TurnRefused(Refusal):
     """A regenerate, edit or continue that does not apply to the conversation as it is."""
 
 
-def conversation_create(*, owner) -> Conversation:
-    return Conversation.objects.create(
+def conversation_new(*, owner, model: str = "") -> Conversation:
+    """A conversation with the owner's defaults (or the chosen `model`), not saved: the new chat page shows its
+    model and settings before the first message creates it."""
+    return Conversation(
         owner=owner,
-        model=owner.default_model or settings.CHAT_DEFAULT_MODEL,
+        model=model or owner.default_model or settings.CHAT_DEFAULT_MODEL,
         system_prompt=owner.system_prompt,
     )
+
+
+def conversation_create(*, owner, model: str = "") -> Conversation:
+    conversation = conversation_new(owner=owner, model=model)
+    conversation.save(force_insert=True)
+    return conversation
 
 
 class TitleRefused(Refusal):

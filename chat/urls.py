@@ -6,6 +6,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("conversations/new/", views.conversation_create_view, name="conversation_create"),
     path("conversations/archived/", views.conversation_archived_list, name="conversation_archived_list"),
+    path("conversations/import/", views.conversation_import_view, name="conversation_import"),
     path("conversations/<int:conversation_id>/", views.conversation_detail, name="conversation_detail"),
     path("conversations/<int:conversation_id>/rename/", views.conversation_rename_view, name="conversation_rename"),
     path("conversations/<int:conversation_id>/delete/", views.conversation_delete_view, name="conversation_delete"),

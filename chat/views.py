@@ -1,24 +1,32 @@
+from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
-from django.http import Http404, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.db import transaction
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
 from django.views.decorators.clickjacking import xframe_options_sameorigin
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from billing import selectors as billing_selectors
-from chat import exports, forks, frames, selectors, services
-from chat.forms import ConversationSettingsForm
+from chat import exports, forks, frames, imports, selectors, services
+from chat.db import db_async
+from chat.forms import ConversationImportForm, ConversationSettingsForm
 from chat.inbound import MAX_ROW_ID
 from chat.llm.catalog import model_description
-from chat.llm.registry import AUTO, models_offered
+from chat.llm.registry import AUTO, model_offered, models_offered
 
 
 def _chat_page(request, conversation):
+    shown = conversation or services.conversation_new(owner=request.user)
     tree_data = {"type": "tree", "version": 0, "path": [], "messages": []}
     if conversation is not None:
         # The version was read with the conversation, before the tree: a change in between shows the newer path
@@ -35,14 +43,14 @@ def _chat_page(request, conversation):
             # The page refuses a file over it before uploading it.
             "attachment_max_file_bytes": settings.ATTACHMENT_MAX_FILE_BYTES,
             "conversation": conversation,
+            # What the page shows before the first message creates the conversation: the user's defaults.
+            "shown": shown,
             **_sidebar(request.user),
             "tree_data": tree_data,
             "models": model_choices(),
-            "settings_form": ConversationSettingsForm(instance=conversation) if conversation else None,
+            "settings_form": ConversationSettingsForm(instance=shown),
             # Under the composer: the start of the system prompt, which the settings dialog holds whole.
-            "system_prompt_line": (
-                conversation.system_prompt.strip().partition("\n")[0] if conversation else ""
-            ),
+            "system_prompt_line": shown.system_prompt.strip().partition("\n")[0],
             "ws_path": f"/ws/conversations/{conversation.pk}/" if conversation else "",
         },
     )
@@ -77,27 +85,87 @@ def model_choices() -> list[dict]:
 @login_required
 @require_GET
 def home(request):
-    latest = selectors.conversations_for_user(request.user).first()
-    if latest is not None:
-        return redirect("conversation_detail", conversation_id=latest.pk)
+    """Always a new chat: the chat page with no conversation yet. The first message creates it
+    (`conversation_create`, asked by static/chat/new_chat.js), so opening this page and leaving creates nothing."""
     return _chat_page(request, None)
 
 
 @login_required
 @require_GET
 def conversation_detail(request, conversation_id):
-    return _chat_page(request, selectors.conversation_for_user(request.user, conversation_id))
+    conversation = selectors.conversation_for_user(request.user, conversation_id)
+    if (message_id := _row_id(request.GET.get("message", ""))) is not None:
+        _path_through(conversation, message_id)
+    return _chat_page(request, conversation)
+
+
+def _path_through(conversation, message_id: int) -> None:
+    """A search hit opens the conversation at its message (`?message=`, search/views.py). When that message is
+    off the active path, the path becomes the branch through it, as the version arrows would make it
+    (`services.branch_switch`: the newest leaf under it, `tree_version` one higher), so the page, its socket
+    and the next turn agree on what is shown. Other open tabs of the conversation are not told: they keep
+    their path until their next `tree` frame or a reload. While a reply streams, or for a message that is not
+    one of the conversation's, the path stays as it is."""
+    if message_id in selectors.Tree.of(conversation.pk).path_to(conversation.current_leaf_id):
+        return
+    try:
+        services.branch_switch(conversation=conversation, message_id=message_id)
+    except (services.ConversationBusy, services.TurnRefused):
+        pass
 
 
 @login_required
 @require_POST
 def conversation_create_view(request):
-    """A new chat, reusing the user's newest one if it is still empty, so "New chat" never piles up blanks."""
-    latest = selectors.conversations_for_user(request.user).first()
-    if latest is not None and not selectors.conversation_messages(latest).exists():
-        return redirect("conversation_detail", conversation_id=latest.pk)
-    conversation = services.conversation_create(owner=request.user)
+    """A new chat with the chosen `model` (optional: the user's default), reusing the user's newest one if it is
+    still empty (and in no project), so a retried first message never piles up blanks: at most one empty
+    conversation per user outside projects. Asked by fetch (`X-Requested-With: fetch`, a new chat's first
+    message) it answers what the page needs to become that conversation's page; otherwise it redirects there."""
+    model = request.POST.get("model", "")
+    if model and model != AUTO and not model_offered(model):
+        return HttpResponseBadRequest(
+            "That model is not offered here.", content_type="text/plain; charset=utf-8"
+        )
+    with transaction.atomic():
+        # The user's row locked: two tabs sending a first message at once still make one conversation (a no-op
+        # on SQLite, whose writes are serialised anyway).
+        get_user_model().objects.select_for_update().only("pk").get(pk=request.user.pk)
+        latest = selectors.conversations_for_user(request.user).first()
+        # An empty chat started in a project ("New chat in this project") stays there: it is not reused.
+        if latest is not None and latest.project_id is None and not selectors.conversation_messages(latest).exists():
+            conversation = latest
+            if model and model != conversation.model:
+                conversation.model = model
+                conversation.save(update_fields=["model"])
+        else:
+            conversation = services.conversation_create(owner=request.user, model=model)
+    if request.headers.get("X-Requested-With") == "fetch":
+        return JsonResponse(_conversation_urls(request, conversation))
     return redirect("conversation_detail", conversation_id=conversation.pk)
+
+
+def _conversation_urls(request, conversation) -> dict:
+    """What the new chat page sets once its first message created the conversation (new_chat.js): its
+    addresses, and its sidebar entry rendered by the template the sidebar uses."""
+    pk = conversation.pk
+    url = reverse("conversation_detail", args=[pk])
+    return {
+        "id": pk,
+        "url": url,
+        "ws_path": f"/ws/conversations/{pk}/",
+        "upload_url": reverse("attachment_upload"),
+        "fork_url": reverse("conversation_fork", args=[pk]),
+        "settings_url": reverse("conversation_settings", args=[pk]),
+        "export_markdown_url": reverse("conversation_export_markdown", args=[pk]),
+        "export_json_url": reverse("conversation_export_json", args=[pk]),
+        "shares_url": reverse("conversation_shares", args=[pk]),
+        "project_url": reverse("conversation_project", args=[pk]),
+        "sidebar_item": render_to_string(
+            "chat/_sidebar_item.html",
+            {"item": conversation, "conversation": conversation, "page_path": url},
+            request=request,
+        ),
+    }
 
 
 @login_required
@@ -150,6 +218,39 @@ def _conversation_switch(request, conversation_id, field: str, change):
 def conversation_archived_list(request):
     """The archived conversations, each with Unarchive; opening one works as from the sidebar."""
     return render(request, "chat/archived.html", {"archived": selectors.conversations_archived(request.user)})
+
+
+# An import reads and writes for as long as its file takes (seconds for a large export), so it runs on threads of
+# its own, as uploads do (chat/attachments/views.py): not on the one thread that serves every sync view under ASGI.
+IMPORT_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="conversation-import")
+
+
+@csrf_exempt  # checked in _conversation_import: the middleware would parse the body on the sync thread
+@login_required
+@require_http_methods(["GET", "POST"])
+async def conversation_import_view(request):
+    """An export file in, conversations of the signed-in user out (chat/imports/): one conversation opens at
+    once; more, or any skipped, are listed. A file that holds nothing to import is refused with the reason."""
+    return await db_async(_conversation_import, executor=IMPORT_THREADS)(request)
+
+
+@csrf_protect
+def _conversation_import(request):
+    posted = request.method == "POST"
+    form = ConversationImportForm(request.POST, request.FILES) if posted else ConversationImportForm()
+    report = None
+    if posted and form.is_valid():
+        upload = form.cleaned_data["file"]
+        try:
+            report = imports.conversations_import(owner=request.user, upload=upload)
+        except imports.ImportRefused as refusal:
+            form.add_error("file", refusal.detail)
+        finally:
+            upload.close()  # deletes the received file now, not at the end of the request
+        if report is not None and len(report.imported) == 1 and not report.skipped and not report.stopped:
+            return redirect("conversation_detail", conversation_id=report.imported[0].pk)
+    status = 400 if form.errors else 200
+    return render(request, "chat/import.html", {"form": form, "report": report}, status=status)
 
 
 @login_required

@@ -4,9 +4,10 @@ Django's ASGI handler reads the whole body (into a temporary file once it outgro
 middleware, authentication or view runs, so a view cannot refuse a body before it has been read: an
 anonymous 150 MB POST to any page would cost the server 150 MB of disk and the time to take it in. This guard
 sits in front of Django. Uploads (POST to the `attachment_upload` URL from a signed-in session) may carry
-ATTACHMENT_MAX_UPLOAD_BYTES, every other request REQUEST_MAX_BODY_BYTES (its forms are a few kilobytes): a
-stranger cannot make the server write 64 MB to disk only to be sent to the sign-in page, with a session cookie
-made up or left from signing out any more than without one. The session is looked up only for an upload whose
+ATTACHMENT_MAX_UPLOAD_BYTES (an import file, POST to `conversation_import`, IMPORT_MAX_BYTES), every other
+request REQUEST_MAX_BODY_BYTES (its forms are a few kilobytes): a stranger cannot make the server write 64 MB
+to disk only to be sent to the sign-in page, with a session cookie made up or left from signing out any more
+than without one. The session is looked up only for an upload whose
 body would pass REQUEST_MAX_BODY_BYTES (as declared, or once that much has streamed in), once per request.
 
 - A Content-Length over the limit is answered 413 at once; the body is never read.
@@ -49,6 +50,9 @@ class Allowance:
             self.upload = await _signed_in_upload(self.scope)
         if not self.upload:
             return f"A request can carry at most {megabytes(limit)}."
+        if self.scope["path"] == reverse("conversation_import"):
+            limit = settings.IMPORT_MAX_BYTES
+            return None if size <= limit else f"An import file can be at most {megabytes(limit)}."
         limit = settings.ATTACHMENT_MAX_UPLOAD_BYTES
         if size <= limit:
             return None
@@ -56,7 +60,8 @@ class Allowance:
 
 
 async def _signed_in_upload(scope) -> bool:
-    if scope["method"] != "POST" or scope["path"] != reverse("attachment_upload"):
+    uploads = (reverse("attachment_upload"), reverse("conversation_import"))
+    if scope["method"] != "POST" or scope["path"] not in uploads:
         return False
     key = session_key(scope)
     # Through db_async, whose thread closes its connection as a request's thread does: Django's async session

@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "billing",
     "projects",
     "shares",
+    "search",
 ]
 
 MIDDLEWARE = [
@@ -285,6 +286,18 @@ ATTACHMENT_DECODE_WAIT = env.float("ATTACHMENT_DECODE_WAIT", default=60.0)
 # Uploads that no message claimed are removed by `manage.py attachments_cleanup` after this many hours.
 ATTACHMENT_UNCLAIMED_HOURS = env.float("ATTACHMENT_UNCLAIMED_HOURS", default=24.0)
 
+# --- Import (chat/imports/, docs/import.md) ----------------------------------------------------------------
+# The uploaded file (config/body_limit.py lets the import URL's body carry it); the JSON read from it in all (a
+# zip's conversations.json unpacked); the JSON of one conversation, which is all an import holds in memory at
+# once; and what one import takes: conversations, messages in one of them, characters in one message (cut, with
+# a note saying so).
+IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=100 * 1024 * 1024)
+IMPORT_MAX_UNCOMPRESSED_BYTES = env.int("IMPORT_MAX_UNCOMPRESSED_BYTES", default=512 * 1024 * 1024)
+IMPORT_MAX_CONVERSATION_BYTES = env.int("IMPORT_MAX_CONVERSATION_BYTES", default=32 * 1024 * 1024)
+IMPORT_MAX_CONVERSATIONS = env.int("IMPORT_MAX_CONVERSATIONS", default=1000)
+IMPORT_MAX_MESSAGES = env.int("IMPORT_MAX_MESSAGES", default=10_000)
+IMPORT_MAX_MESSAGE_CHARS = env.int("IMPORT_MAX_MESSAGE_CHARS", default=200_000)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if not DEBUG:
@@ -319,6 +332,9 @@ CHAT_MAX_OUTPUT_TOKENS = env.int("CHAT_MAX_OUTPUT_TOKENS", default=4096)
 CHAT_MAX_CONTEXT_TOKENS = env.int("CHAT_MAX_CONTEXT_TOKENS", default=0)
 # Rounds of tool calls one reply may make (each round: the model asks, the tools run, the model reads).
 CHAT_TOOL_MAX_ROUNDS = env.int("CHAT_TOOL_MAX_ROUNDS", default=5)
+# After a conversation's first complete reply, the cheapest model writes its title (chat/titles.py): one small
+# request, budgeted and billed like any other. Off: conversations keep their first message as the title.
+CHAT_MODEL_TITLES = env.bool("CHAT_MODEL_TITLES", default=True)
 
 # Tokens per second the offline model streams at; 0 streams instantly (tests). `make run` sets 60.
 OFFLINE_MODEL_TOKENS_PER_SECOND = env.float("OFFLINE_MODEL_TOKENS_PER_SECOND", default=0)
@@ -421,7 +437,7 @@ CONTENT_SECURITY_POLICY = {
         "default-src": ["'self'"],
         "script-src": ["'self'"],
         "style-src": ["'self'"],
-        # blob: for the previews of files being uploaded (chat.js); nothing here needs data: images.
+        # blob: for the previews of files being uploaded (static/chat/uploads.js); nothing here needs data: images.
         "img-src": ["'self'", "blob:"],
         "connect-src": ["'self'"],
         "object-src": ["'none'"],

@@ -10,6 +10,7 @@ urlpatterns = [
     path("groups/", include("teams.urls")),
     path("", include("projects.urls")),  # projects/..., and conversations/<id>/project/
     path("", include("shares.urls")),
+    path("", include("search.urls")),
     path("", include("chat.urls")),
 ]
 

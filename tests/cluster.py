@@ -172,6 +172,7 @@ def server_env(**overrides) -> dict:
         "REDIS_PREFIX": RUN_REDIS_PREFIX,
         "EMAIL_URL": f"filemail:///{RUN_MAIL_DIR}",
         # Off as in the test process (tests/conftest.py): servers' tests count upstream requests and ledger rows.
+        "CHAT_MODEL_TITLES": "0",
     }
     env.pop("ANTHROPIC_API_KEY", None)
     env.pop("ANTHROPIC_API_KEY_FILE", None)

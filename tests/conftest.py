@@ -30,6 +30,13 @@ def cache_cleared():
 
 
 @pytest.fixture(autouse=True)
+def model_titles_off(settings):
+    """A test counts the requests, rows and reservations of the replies it makes; the title request after a
+    first reply (chat/titles.py) would add its own while the test looks. tests/test_titles.py turns it on."""
+    settings.CHAT_MODEL_TITLES = False
+
+
+@pytest.fixture(autouse=True)
 def offline_model_reset():
     from chat.llm.offline import offline_model
 

@@ -95,6 +95,7 @@ def page(browser):
 
 
 def sign_up_and_start_a_chat(page, server_url, username):
+    """Sign-up ends on `/`: a new chat, its composer ready, with no conversation until the first message."""
     page.goto(f"{server_url}/accounts/signup/")
     page.fill("#id_username", username)
     page.fill("#id_email", f"{username}@example.com")
@@ -105,13 +106,12 @@ def sign_up_and_start_a_chat(page, server_url, username):
     page.fill("#id_new_password2", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(f"{server_url}/")
-    page.click(".empty-state button[type=submit]")
-    page.wait_for_selector("#chat")
+    page.wait_for_selector('#chat[data-conversation-id=""]')
 
 
 def send(page, text):
     page.fill("#composer-input", text)
-    # The send button turns on once the socket is open and there is text: the page is ready to send.
+    # The send button turns on once the socket is open (or, on a new chat, at once) and there is text.
     page.wait_for_selector("#send-button:not([disabled])")
     page.press("#composer-input", "Enter")
 

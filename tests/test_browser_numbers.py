@@ -113,6 +113,10 @@ def test_a_long_prompt_reads_as_input_with_its_cached_part(page, server_url):
 
 def test_the_composer_shows_the_system_prompt_thinking_and_the_models_description(page, server_url):
     sign_up_and_start_a_chat(page, server_url, "describer")
+    # The settings are the conversation's: shown once the first message has created it.
+    assert page.locator("#settings-summary").is_hidden()
+    send(page, "Hello")
+    page.wait_for_selector(".message-assistant[data-status=complete]", timeout=DONE)
 
     summary = page.locator("#settings-summary")
     assert summary.inner_text() == "System prompt: none · Thinking: Off"
@@ -140,7 +144,6 @@ def test_the_ledger_fits_a_laptop_screen(page, server_url):
     page.fill("#id_password", ADMIN_PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(f"{server_url}/")
-    page.click(".empty-state button[type=submit]")
     page.wait_for_selector("#chat")
     send(page, "What is a B-tree?")
     page.wait_for_selector(".message-assistant[data-status=complete]", timeout=DONE)

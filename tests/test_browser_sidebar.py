@@ -64,8 +64,8 @@ def test_pin_and_archive_from_the_keyboard_and_unarchive_from_the_archived_page(
     assert group_titles(page) == ["Today"]
 
     page.focus(f"{CURRENT} .conversation-link")
-    page.keyboard.press("Tab")  # rename
-    page.keyboard.press("Tab")  # pin
+    page.keyboard.press("ArrowRight")  # rename (the actions are on the arrow keys: static/chat/sidebar_keys.js)
+    page.keyboard.press("ArrowRight")  # pin
     assert page.evaluate("() => document.activeElement.classList.contains('pin-button')")
     page.keyboard.press("Enter")
 
@@ -76,7 +76,7 @@ def test_pin_and_archive_from_the_keyboard_and_unarchive_from_the_archived_page(
     page.focus(f"{CURRENT} .archive-button")
     page.keyboard.press("Enter")
 
-    page.wait_for_selector(".empty-state")
+    page.wait_for_selector('#chat[data-conversation-id=""]')  # home: a new chat
     assert page.locator(".conversation-item").count() == 0
     page.click("text=Archived")
     page.get_by_role("link", name="Sourdough starter schedule").wait_for()
@@ -84,9 +84,9 @@ def test_pin_and_archive_from_the_keyboard_and_unarchive_from_the_archived_page(
 
     page.get_by_text("No archived conversations.").wait_for()
     page.click("text=← Back to chat")
-    page.wait_for_selector("#chat")
+    page.wait_for_selector('#chat[data-conversation-id=""]')  # home: a new chat, beside the conversation
     assert group_titles(page) == ["Today"]
-    assert page.inner_text(f"{CURRENT} .conversation-title") == "Sourdough starter schedule"
+    assert page.inner_text(".conversation-item .conversation-title") == "Sourdough starter schedule"
 
 
 def test_pin_and_archive_are_shown_and_finger_sized_on_a_touch_screen(browser, server_url):  # noqa: F811

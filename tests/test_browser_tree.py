@@ -199,6 +199,8 @@ def test_fork_starts_a_new_chat_from_a_reply(page, server_url):  # noqa: F811
 
 def test_the_header_links_to_sharing_and_projects_and_the_sidebar_to_both_lists(page, server_url):  # noqa: F811
     sign_up_and_start_a_chat(page, server_url, "linker")
+    assert page.locator(".chat-header").get_by_role("link", name="Share").count() == 0, "no conversation yet"
+    ask(page, "Once")  # the first message creates the conversation, and the header shows its tools
     conversation_id = page.locator("#chat").get_attribute("data-conversation-id")
 
     header = page.locator(".chat-header")

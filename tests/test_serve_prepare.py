@@ -26,6 +26,6 @@ def test_it_recovers_replies_a_dead_server_left_streaming_and_collects_static_fi
     assert left.status == Message.Status.INTERRUPTED and left.content[0]["text"] == "Half a repl"
     assert "1 interrupted reply recovered." in output.getvalue()
     assert (settings.STATIC_ROOT / "manifest.webmanifest").is_file()
-    assert (settings.STATIC_ROOT / "chat" / "chat.js").is_file()
+    assert (settings.STATIC_ROOT / "chat" / "main.js").is_file()
     executor = MigrationExecutor(connection)
     assert executor.migration_plan(executor.loader.graph.leaf_nodes()) == []

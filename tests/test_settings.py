@@ -143,7 +143,7 @@ from asgiref.testing import ApplicationCommunicator
 from config.asgi import application
 
 async def fetch():
-    scope = {"type": "http", "method": "GET", "path": "/static/chat/chat.js", "query_string": b"", "headers": []}
+    scope = {"type": "http", "method": "GET", "path": "/static/chat/main.js", "query_string": b"", "headers": []}
     communicator = ApplicationCommunicator(application, scope)
     await communicator.send_input({"type": "http.request", "body": b""})
     start = await communicator.receive_output(timeout=10)

@@ -116,7 +116,7 @@ async def test_a_snapshot_shared_with_a_named_user_shows_them_the_transcript_rea
     assert texts[0] == "What is a B-tree?" and texts[2] == "And a B+ tree?" and len(texts) == 4
     html = response.content.decode()
     assert 'id="composer"' not in html and "data-ws-path" not in html and "conversation-list" not in html
-    assert "chat/shared.js" in html and "chat/chat.js" not in html
+    assert "chat/shared.js" in html and "chat/main.js" not in html
 
 
 async def test_the_owner_going_on_leaves_a_snapshot_as_it_was_and_a_live_share_follows(

@@ -1,6 +1,8 @@
 """The HTTP pages around the chat: the chat page, and conversation create / rename / delete (sign-up: the
 test_accounts_* files)."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -17,20 +19,60 @@ def test_chat_pages_require_login(client, name):
     assert response.status_code == 302 and reverse("login") in response["Location"]
 
 
-def test_home_without_conversations_shows_the_empty_state(client, owner):
+def test_home_is_a_new_chat_that_creates_nothing(client, owner):
+    owner.default_model = "claude-haiku-4-5"
+    owner.save()
     client.force_login(owner)
 
     response = client.get(reverse("home"))
 
     assert response.status_code == 200 and response.context["conversation"] is None
+    body = response.content.decode()
+    assert 'data-conversation-id=""' in body and 'data-ws-path=""' in body
+    assert re.search(r'<option value="claude-haiku-4-5"[^>]* selected>', body)
+    assert "How can I help you today?" in body and "empty-state" not in body
+    assert not Conversation.objects.exists()
 
 
-def test_home_opens_the_latest_conversation(client, owner, conversation):
+def test_home_presets_auto_when_it_is_the_users_default(client, owner):
+    owner.default_model = "auto"
+    owner.save()
+    client.force_login(owner)
+
+    body = client.get(reverse("home")).content.decode()
+
+    assert re.search(r'<option value="auto"[^>]* selected>', body)
+
+
+def test_home_hides_the_tools_that_need_a_conversation(client, owner):
+    client.force_login(owner)
+
+    body = client.get(reverse("home")).content.decode()
+
+    for needed in ("export_markdown_url", "export_json_url", "shares_url", "project_url", "settings_url"):
+        assert f'data-needs-conversation="{needed}"' in body
+    assert re.search(r'id="settings-button"[^>]* data-needs-conversation hidden>Settings<', body)
+
+
+def test_a_conversations_page_shows_its_tools(client, owner, conversation):
+    client.force_login(owner)
+
+    body = client.get(reverse("conversation_detail", args=[conversation.pk])).content.decode()
+
+    assert "data-needs-conversation" not in body
+    assert f'data-conversation-id="{conversation.pk}"' in body
+    assert f'href="{reverse("conversation_shares", args=[conversation.pk])}"' in body
+
+
+def test_home_is_a_new_chat_even_with_conversations(client, owner, conversation):
+    message_appended(conversation, role="user", text="Earlier")
     client.force_login(owner)
 
     response = client.get(reverse("home"))
 
-    assert response["Location"] == reverse("conversation_detail", args=[conversation.pk])
+    assert response.status_code == 200 and response.context["conversation"] is None
+    assert [c.pk for c in response.context["conversations"]] == [conversation.pk]
+    assert Conversation.objects.count() == 1
 
 
 def test_the_chat_page_shows_the_transcript_and_the_offline_badge(client, owner, conversation):
@@ -84,6 +126,99 @@ def test_new_chat_reuses_an_empty_latest_conversation(client, owner, conversatio
     client.post(reverse("conversation_create"))
 
     assert Conversation.objects.filter(owner=owner).count() == 1
+
+
+FETCH = {"X-Requested-With": "fetch"}
+
+
+def test_the_first_message_creates_the_conversation_and_gets_what_the_page_needs(client, owner):
+    client.force_login(owner)
+
+    response = client.post(reverse("conversation_create"), {"model": "claude-haiku-4-5"}, headers=FETCH)
+
+    conversation = Conversation.objects.get(owner=owner)
+    created = response.json()
+    pk = conversation.pk
+    assert conversation.model == "claude-haiku-4-5"
+    assert created["id"] == pk and created["url"] == reverse("conversation_detail", args=[pk])
+    assert created["ws_path"] == f"/ws/conversations/{pk}/"
+    assert created["upload_url"] == reverse("attachment_upload")
+    assert created["fork_url"] == reverse("conversation_fork", args=[pk])
+    assert created["settings_url"] == reverse("conversation_settings", args=[pk])
+    assert created["export_markdown_url"] == reverse("conversation_export_markdown", args=[pk])
+    assert created["export_json_url"] == reverse("conversation_export_json", args=[pk])
+    assert created["shares_url"] == reverse("conversation_shares", args=[pk])
+    assert created["project_url"] == reverse("conversation_project", args=[pk])
+    item = created["sidebar_item"]
+    assert f'data-conversation-id="{pk}"' in item and "is-current" in item and "New chat" in item
+    assert 'name="csrfmiddlewaretoken"' in item
+    # Pin comes back to the conversation, not to the POST's address.
+    assert f'name="next" value="{created["url"]}"' in item
+
+
+def test_a_retried_first_message_reuses_the_empty_conversation(client, owner):
+    client.force_login(owner)
+
+    first = client.post(reverse("conversation_create"), {"model": "claude-haiku-4-5"}, headers=FETCH).json()
+    second = client.post(reverse("conversation_create"), {"model": "auto"}, headers=FETCH).json()
+
+    assert first["id"] == second["id"]
+    assert Conversation.objects.get(owner=owner).model == "auto"
+
+
+def test_the_first_message_after_a_conversation_with_messages_creates_a_new_one(client, owner, conversation):
+    message_appended(conversation, role="user", text="Hi")
+    client.force_login(owner)
+
+    created = client.post(reverse("conversation_create"), headers=FETCH).json()
+
+    assert created["id"] != conversation.pk and Conversation.objects.filter(owner=owner).count() == 2
+
+
+def test_a_new_chat_does_not_reuse_an_empty_chat_started_in_a_project(client, owner):
+    from projects import services as project_services
+    from projects.models import Project
+
+    project = Project.objects.create(owner=owner, name="Garden")
+    in_project = project_services.project_conversation_create(project=project, owner=owner)
+    client.force_login(owner)
+
+    created = client.post(reverse("conversation_create"), headers=FETCH).json()
+
+    assert created["id"] != in_project.pk
+    assert Conversation.objects.get(pk=created["id"]).project is None
+    in_project.refresh_from_db()
+    assert in_project.project == project
+
+
+def test_new_chat_refuses_a_model_not_offered(client, owner):
+    client.force_login(owner)
+
+    response = client.post(reverse("conversation_create"), {"model": "gpt-" + "x" * 5000}, headers=FETCH)
+
+    assert response.status_code == 400 and response.content.decode() == "That model is not offered here."
+    assert not Conversation.objects.exists()
+
+
+def test_new_chat_never_touches_an_outsiders_conversations(client, owner, outsider):
+    theirs = services.conversation_create(owner=outsider, model="claude-haiku-4-5")
+    client.force_login(owner)
+
+    created = client.post(reverse("conversation_create"), {"model": "auto"}, headers=FETCH).json()
+
+    mine = Conversation.objects.get(owner=owner)
+    assert created["id"] == mine.pk != theirs.pk
+    theirs.refresh_from_db()
+    assert (theirs.owner, theirs.model) == (outsider, "claude-haiku-4-5")
+    assert Conversation.objects.filter(owner=outsider).count() == 1
+    assert client.get(reverse("conversation_detail", args=[theirs.pk])).status_code == 404
+
+
+def test_new_chat_must_be_posted(client, owner):
+    client.force_login(owner)
+
+    assert client.get(reverse("conversation_create")).status_code == 405
+    assert not Conversation.objects.exists()
 
 
 def test_rename_works(client, owner, conversation):

@@ -28,8 +28,8 @@ from anthropic import beta_tool
 from anthropic.lib.tools import BetaFunctionTool
 from django.utils import timezone
 
-from chat import selectors
 from chat.db import db_async
+from search import selectors as search_selectors
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,6 @@ MAX_EXPRESSION_CHARS = 200
 # `9**9**9` must fail at once, not after minutes of arithmetic.
 MAX_INTEGER_BITS = 10_000
 SEARCH_MATCHES = 5
-SEARCH_SCANNED = 5_000
-EXCERPT_CHARS = 160
 
 OPERATORS = {
     ast.Add: operator.add,
@@ -227,29 +225,23 @@ def search_conversations(query: str) -> str:
     query = query.strip()
     if not query:
         raise ValueError("The query is empty.")
-    matches = selectors.messages_matching(
-        context.user_id, query, exclude_conversation_id=context.conversation_id,
-        limit=SEARCH_MATCHES, scanned=SEARCH_SCANNED,
+    # The sidebar's search (search/selectors.py), over messages only; a query it refuses is a ValueError.
+    matches = search_selectors.search_hits(
+        context.user_id, query, limit=SEARCH_MATCHES, titles=False,
+        exclude_conversation_id=context.conversation_id,
     )
     if not matches:
         return f"No message in the user's other conversations contains {query!r}."
-    return json.dumps([_search_match(message, query) for message in matches], ensure_ascii=False)
+    return json.dumps([_search_match(hit) for hit in matches], ensure_ascii=False)
 
 
-def _search_match(message, query: str) -> dict:
+def _search_match(hit) -> dict:
     return {
-        "conversation": message.conversation.title or "Untitled",
-        "date": message.created_at.date().isoformat(),
-        "author": "user" if message.role == "user" else "assistant",
-        "excerpt": _excerpt(message.text, query),
+        "conversation": hit.title or "Untitled",
+        "date": hit.date.date().isoformat(),
+        "author": "user" if hit.role == "user" else "assistant",
+        "excerpt": hit.snippet_text(),
     }
-
-
-def _excerpt(text: str, query: str) -> str:
-    """About EXCERPT_CHARS of `text` around the first match, on one line."""
-    start = max(0, text.casefold().find(query.casefold()) - EXCERPT_CHARS // 2)
-    excerpt = " ".join(text[start : start + EXCERPT_CHARS].split())
-    return ("…" if start else "") + excerpt + ("…" if start + EXCERPT_CHARS < len(text) else "")
 
 
 # --- the process's tools ---------------------------------------------------------------------------------

@@ -589,6 +589,10 @@ class Generation:
                 if delivered:
                     break
                 delivered = await self._publish(final, here=False)
+            if message.status == Message.Status.COMPLETE:
+                from chat import titles  # here, not above: titles builds on this module
+
+                titles.title_start(conversation_id=self.conversation_id, reply_id=self.message_id)
 
 
     async def _fail_for_good(self) -> None:
@@ -686,8 +690,13 @@ async def generations_drain(timeout: float) -> None:
     the rest as interrupted with everything generated so far, and wait until every one is settled."""
     global draining
     draining = True
+    from chat import titles  # here, not above: titles builds on this module
+
+    # Titles are stopped at once (their rows still written): a lost title is harmless, a slow shutdown is not.
+    stopping_titles = asyncio.create_task(titles.titles_stop())
     tasks = [generation.task for generation in running.values() if generation.task]
     if not tasks:
+        await stopping_titles
         return
     log.info("draining %d running replies (up to %gs)", len(tasks), timeout)
     await asyncio.wait(tasks, timeout=timeout)
@@ -699,3 +708,4 @@ async def generations_drain(timeout: float) -> None:
             generation.request_stop(Message.Status.INTERRUPTED)
         tasks = [generation.task for generation in running.values() if generation.task]
         await asyncio.wait(tasks, timeout=min(1.0, max(deadline - time.monotonic(), 0.01)))
+    await stopping_titles

@@ -69,7 +69,9 @@ window.ChatRender = (function () {
     parens: ["\\(", "\\)"],
     dollar: ["$", "$"],
   };
-  const BLOCK_MATH = /^ {0,3}(?:\$\$([\s\S]+?)\$\$|\\\[([\s\S]+?)\\\])[ \t]*(?:\n+|$)/;
+  // Display maths holds no blank line (TeX refuses one there too): a blank line ends a block, which is what lets
+  // renderMarkdown keep the blocks before it as they are.
+  const BLOCK_MATH = /^ {0,3}(?:\$\$((?:(?!\n[ \t]*\n)[\s\S])+?)\$\$|\\\[((?:(?!\n[ \t]*\n)[\s\S])+?)\\\])[ \t]*(?:\n+|$)/;
   const INLINE_MATH =
     /^(?:\$\$([\s\S]+?)\$\$|\\\[([\s\S]+?)\\\]|\\\(([\s\S]+?)\\\)|\$(?![\s$])((?:\\[\s\S]|[^\\$\n])+?)(?<!\s)\$(?!\d))/;
   const MATH_KINDS = Object.keys(MATH_DELIMITERS); // in the order of the patterns' groups
@@ -130,12 +132,18 @@ window.ChatRender = (function () {
         // Remote images would load without a click and can carry data out in their URL (a prompt injection
         // in an uploaded document could ask for that), so an image becomes a plain link.
         image: ({ href, text }) => `<a href="${escapeHtml(href)}">${escapeHtml(text || href)}</a>`,
-        // A finished ```mermaid block becomes a diagram (`renderDiagram`); any other block, and one still
-        // streaming, is code (false: marked's own renderer).
-        code: ({ lang, raw, text }) =>
-          (lang || "").trim() === "mermaid" && fenceClosed(raw)
-            ? `<div class="diagram"><pre><code class="language-mermaid">${escapeHtml(text)}</code></pre></div>\n`
-            : false,
+        // A fence still waiting for its closing line is `.code-open`: shown as typed, never highlighted (the
+        // highlighter would redo the whole block every frame, and guess wrong on half a line). A finished
+        // ```mermaid block becomes a diagram (`renderDiagram`); any other is marked's own code block (false).
+        code: ({ lang, raw, text }) => {
+          const language = (lang || "").match(/^\S*/)[0];
+          if (!fenceClosed(raw)) {
+            const label = language ? ` class="language-${escapeHtml(language)}"` : "";
+            return `<pre class="code-open"><code${label}>${escapeHtml(text.replace(/\n$/, ""))}\n</code></pre>\n`;
+          }
+          if (language !== "mermaid") return false;
+          return `<div class="diagram"><pre><code class="language-mermaid">${escapeHtml(text)}</code></pre></div>\n`;
+        },
       },
     });
     markdown.use({ extensions: MATH_EXTENSIONS });
@@ -144,22 +152,149 @@ window.ChatRender = (function () {
 
   let markdown = null;
   const builtFrom = new WeakMap(); // a rendered top-level node -> the sanitized HTML it was built from
+  const streams = new WeakMap(); // a container -> what is committed in it (`renderMarkdown`)
 
-  // Renders `text` into `container`, keeping the top-level nodes whose HTML did not change since the last call
-  // on it: while a reply streams only its tail changes, so finished blocks are highlighted and typeset once,
-  // and a diagram's frame is not reloaded (a frame taken out of the document is).
+  // Renders `text` into `container`, incrementally: called again with a longer `text` (a streaming reply, once
+  // per frame), it renders only what is new. The text is cut into top-level blocks by marked's lexer; the blocks
+  // before the last one are finished ("committed"): each is sanitized and enhanced (code highlighted, maths
+  // typeset, a diagram's frame made) once, and its nodes stay in the document untouched from then on, so a
+  // selection or the focus (a Copy button) inside them survive the frames after. Each call lexes only the
+  // text after the committed part, and re-renders only the growing tail. A `text` that does not start with the
+  // committed text (an edit, a regenerate, another snapshot) starts over; so does a new or changed reference
+  // definition ("[1]: https://...") that an earlier block may use. Either way a node whose HTML did not change
+  // is kept, as it is in the tail, so a diagram's frame is not reloaded (a frame taken out of the document is).
+  // The result is always what rendering the whole `text` at once gives.
   function renderMarkdown(container, text) {
     markdown = markdown || createMarkdown();
-    const fragment = DOMPurify.sanitize(markdown.parse(text), { ...SANITIZE_OPTIONS, RETURN_DOM_FRAGMENT: true });
-    const old = [...container.childNodes];
-    const nodes = [...fragment.childNodes].map((node, index) => {
-      const html = node.nodeType === Node.ELEMENT_NODE ? node.outerHTML : node.textContent;
-      if (old[index] && builtFrom.get(old[index]) === html) return old[index];
-      builtFrom.set(node, html);
-      if (node.nodeType === Node.ELEMENT_NODE) enhance(node);
+    text = text.replace(/\r\n?/g, "\n"); // as marked's lexer does, so that token lengths are offsets in `text`
+    let state = streams.get(container);
+    if (!state || !text.startsWith(state.source) || container.childNodes.length !== state.kept + state.tail.length) {
+      state = newStream(container);
+    }
+    const lexer = new markdown.Lexer(markdown.defaults);
+    Object.assign(lexer.tokens.links, state.links);
+    lexer.state.inLink = state.inLink;
+    const tokens = lexer.lex(text.slice(state.source.length));
+    if (state.source && linksChanged(state, lexer.tokens.links)) {
+      streams.delete(container);
+      return renderMarkdown(container, text);
+    }
+    state.applied = Object.assign(Object.create(null), lexer.tokens.links);
+
+    const settled = committedCount(tokens);
+    const nodes = [];
+    let settledNodes = 0;
+    tokens.forEach((token, index) => {
+      for (const node of blockNodes(token)) {
+        const old = state.tail[nodes.length];
+        nodes.push(old && builtFrom.get(old) === builtFrom.get(node) ? old : enhanced(node));
+      }
+      if (index < settled) settledNodes = nodes.length;
+    });
+    replaceTail(container, state.tail, nodes);
+
+    const committed = tokens.slice(0, settled);
+    state.source += committed.map((token) => token.raw).join("");
+    for (const token of committed) collectDefinitions(token, state.links);
+    state.inLink = inLinkAfter(committed, state.inLink);
+    state.kept += settledNodes;
+    state.tail = nodes.slice(settledNodes);
+  }
+
+  function newStream(container) {
+    const state = {
+      source: "", // the committed text: always a prefix of the text rendered
+      kept: 0, // how many of the container's first children render it
+      tail: [...container.childNodes], // the children after them (at a restart, all: kept if unchanged)
+      links: Object.create(null), // the reference definitions in the committed text, the first of each label
+      applied: Object.create(null), // every definition the committed blocks were rendered with
+      inLink: false, // the lexer's state after the committed text (an unclosed raw <a> stops autolinks)
+    };
+    streams.set(container, state);
+    return state;
+  }
+
+  // How many of `tokens` are finished. The last block is not: it may still grow. Nor is anything that a later
+  // line could still join: a block is finished only where a blank line ends it (a line can continue the
+  // paragraph above it, or turn it into a heading or a table), and a list stays open while the block after it is
+  // the last one (its first line, "2" becoming "2.", can still continue the list). "space" tokens hold the blank
+  // lines; a fence or a raw HTML block still open runs to the end of the text, so it is the last block.
+  function committedCount(tokens) {
+    let last = tokens.length - 1;
+    while (last >= 0 && tokens[last].type === "space") last -= 1;
+    let before = last - 1;
+    while (before >= 0 && tokens[before].type === "space") before -= 1;
+    const limit = before >= 0 && tokens[before].type === "list" ? before : last;
+    let count = 0;
+    for (let index = 0; index < limit; index += 1) {
+      if (/\n[ \t]*\n[ \t]*$/.test(tokens[index].raw)) count = index + 1;
+    }
+    return count;
+  }
+
+  // A definition the committed blocks did not see, or saw with another URL, may change how one of them renders
+  // (an earlier "[text][1]" becomes a link): start over when one appears whose label the committed text mentions.
+  // A definition that is still being written changes on every frame, so this is checked against what was
+  // applied, not only against the committed definitions.
+  function linksChanged(state, links) {
+    const changed = new Set();
+    for (const label of Object.keys(links)) {
+      const was = state.applied[label];
+      if (!was || was.href !== links[label].href || was.title !== links[label].title) changed.add(label);
+    }
+    for (const label of Object.keys(state.applied)) if (!links[label]) changed.add(label);
+    if (!changed.size) return false;
+    const folded = state.source.replace(/\s+/g, " ").toLowerCase();
+    return [...changed].some((label) => folded.includes(label));
+  }
+
+  function collectDefinitions(token, links) {
+    markdown.walkTokens([token], (child) => {
+      if (child.type === "def" && !links[child.tag]) links[child.tag] = { href: child.href, title: child.title };
+    });
+  }
+
+  // marked's lexer carries one thing from a block to the next: whether a raw `<a>` is still open (no bare URL is
+  // made a link inside one). Raw HTML tokens record it; a markdown link puts it back as it found it.
+  function inLinkAfter(tokens, inLink) {
+    for (const token of tokens) {
+      if (token.type === "html" && token.block === false) inLink = token.inLink;
+      else if (token.type !== "link") for (const children of childTokens(token)) inLink = inLinkAfter(children, inLink);
+    }
+    return inLink;
+  }
+
+  function childTokens(token) {
+    if (token.type === "list") return token.items.map((item) => item.tokens);
+    if (token.type === "table") return [...token.header, ...token.rows.flat()].map((cell) => cell.tokens);
+    return token.tokens ? [token.tokens] : [];
+  }
+
+  // One block's nodes, sanitized (DOMPurify on this block's HTML only), each remembering the HTML it came from.
+  function blockNodes(token) {
+    const html = markdown.parser([token]);
+    if (!html) return [];
+    const fragment = DOMPurify.sanitize(html, { ...SANITIZE_OPTIONS, RETURN_DOM_FRAGMENT: true });
+    return [...fragment.childNodes].map((node) => {
+      builtFrom.set(node, node.nodeType === Node.ELEMENT_NODE ? node.outerHTML : node.textContent);
       return node;
     });
-    setChildren(container, nodes);
+  }
+
+  function enhanced(node) {
+    if (node.nodeType === Node.ELEMENT_NODE) enhance(node);
+    return node;
+  }
+
+  // Puts `nodes` in place of `old` at the end of `container`, moving none of those that stay.
+  function replaceTail(container, old, nodes) {
+    const wanted = new Set(nodes);
+    for (const node of old) if (!wanted.has(node)) node.remove();
+    let cursor = old.find((node) => wanted.has(node)) || null;
+    for (const node of nodes) {
+      if (node === cursor) cursor = cursor.nextSibling;
+      else container.insertBefore(node, cursor);
+    }
   }
 
   // Makes `nodes` the children of `parent`, in order, without moving those already there in that order.
@@ -200,14 +335,17 @@ window.ChatRender = (function () {
   }
 
   // A code block's language as a label, and a Copy button that is always shown (a touch screen has no hover).
+  // Only a finished block in a language highlight.js knows is highlighted, once; a block without a language, or
+  // in one it does not know, is shown plain (styled as a highlighted one): guessing the language means trying
+  // all 36 on the whole block, which is most of what a long reply used to cost, and often guesses wrong.
   function decorateCode(code) {
     const languageClass = [...code.classList].find((name) => name.startsWith("language-"));
     const language = languageClass ? languageClass.slice("language-".length) : "";
-    if (language !== "mermaid") {
-      // A language highlight.js does not know would log an error; auto-detection is the better fallback.
-      if (language && !hljs.getLanguage(language)) code.classList.remove(languageClass);
-      hljs.highlightElement(code);
-    }
+    const finished = !code.parentElement.classList.contains("code-open");
+    if (finished && language && language !== "mermaid" && hljs.getLanguage(language)) hljs.highlightElement(code);
+    else if (language !== "mermaid") code.classList.add("hljs");
+    // A wide line scrolls inside the block: a Tab stop lets the keyboard scroll it too (WCAG 2.1.1).
+    code.tabIndex = 0;
     const copy = element("button", "copy-code", "Copy");
     copy.type = "button";
     copy.setAttribute("aria-label", language ? `Copy ${language} code` : "Copy code");

@@ -23,6 +23,16 @@ SEARCH_REQUEST = re.compile(
     r"\bsearch\s+(?:my|our|the)\s+conversations\s+for\s+(.+?)[\s.?!]*$", re.IGNORECASE
 )
 SYSTEM_PREVIEW_WORDS = 8
+# A request for a conversation's title (chat/titles.py), as a model would read it: a system prompt that asks
+# for a title of a few words, and the conversation quoted between <user> tags (the user's part) and others.
+TITLE_REQUEST = re.compile(r"^\s*write a (?:short )?title of (\d+) to (\d+) words", re.IGNORECASE)
+QUOTED_USER = re.compile(r"<user>\s*(.*?)\s*</user>", re.DOTALL)
+TITLE_WORD = re.compile(r"[^\W_][\w'’-]*")
+# Words a title leaves out, so it starts with what the message is about.
+TITLE_STOP_WORDS = frozenset({
+    "a", "an", "and", "are", "can", "could", "do", "does", "for", "from", "how", "i", "in", "is", "it", "me", "my",
+    "of", "on", "or", "please", "the", "to", "what", "which", "with", "would", "you", "your",
+})
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,8 @@ def thinking_signature(thinking: str) -> str:
 
 def compose_reply(prompt: Prompt) -> tuple[list[ReplyBlock], str]:
     """The whole reply before max_tokens applies, and its natural stop reason."""
+    if asked := TITLE_REQUEST.match(prompt.system):
+        return [ReplyBlock("text", _title(_text_of(prompt.messages[0]), int(asked.group(2))))], "end_turn"
     last = prompt.messages[-1]
     asks = _text_of(last) if last["role"] == "user" and not _tool_results(last) else ""
     calls = _tool_calls(asks, prompt.tool_names) if asks and prompt.tools_allowed else []
@@ -78,6 +90,16 @@ def fit_reply(blocks: list[ReplyBlock], stop_reason: str, max_tokens: int) -> tu
             fitted.append(replace(block, text=block.text[: budget * TOKEN_CHARS]))
         return fitted, "max_tokens"
     return fitted, stop_reason
+
+
+def _title(conversation: str, most_words: int) -> str:
+    """The first significant words of the user's part of the conversation, title-cased (a word written in
+    capitals, such as an acronym, is kept as it is); "New conversation" when it has none."""
+    quoted = QUOTED_USER.search(conversation)
+    words = TITLE_WORD.findall(quoted.group(1) if quoted else conversation)
+    significant = [word for word in words if word.lower() not in TITLE_STOP_WORDS] or words
+    chosen = [word if word.isupper() else word[:1].upper() + word[1:] for word in significant[:most_words]]
+    return " ".join(chosen) or "New conversation"
 
 
 def _tool_calls(text: str, offered: list[str]) -> list[tuple[str, dict]]:

@@ -1,0 +1,23 @@
+// "Use Europe/Paris (your browser's time zone)?" The server renders the banner (hidden) only until the user has
+// chosen a zone (templates/chat/_time_zone_banner.html); this fills in the browser's zone and shows the banner
+// when that differs from the saved one. Both answers are plain form posts, checked by the server.
+
+function browserTimeZone() {
+  try {
+    return Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+  } catch {
+    return "";
+  }
+}
+
+function initTimeZoneBanner() {
+  const banner = document.getElementById("time-zone-banner");
+  if (!banner) return;
+  const zone = browserTimeZone();
+  if (!zone || zone === banner.dataset.savedZone) return;
+  banner.querySelector(".time-zone-browser").textContent = zone;
+  banner.querySelector(".time-zone-browser-input").value = zone;
+  banner.hidden = false;
+}
+
+initTimeZoneBanner();
