@@ -4,9 +4,8 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import SetPasswordForm
-from django.http import HttpResponseBadRequest
+from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import services
@@ -15,6 +14,7 @@ from accounts.mail import account_mail_allowed
 from accounts.models import Invite, RegistrationPolicy, User
 from accounts.registration import registration_policy
 from audit.services import audit_record
+from config.origins import redirect_next
 
 # What the sign-up page says when its form is not offered: these modes take no sign-ups without an invite.
 SIGN_UP_CLOSED = {
@@ -132,17 +132,16 @@ def user_settings(request):
 @login_required
 @require_POST
 def theme_set(request):
-    """The sidebar's switch, a plain form that works without script: saves the choice, back to `next` (this
-    site's only), where the server renders the page in it."""
+    """The sidebar's switch: saves the choice. Asked by fetch (static/chat/theme.js, which restyles the page in
+    place, keeping an unsent draft) it answers 204; the plain form, without script, goes back to `next`
+    (config.origins.redirect_next), where the server renders the page in it."""
     form = ThemeForm(request.POST)
     if not form.is_valid():
         return HttpResponseBadRequest("`theme` must be light, dark or empty.", content_type="text/plain")
     services.user_theme_set(user=request.user, theme=form.cleaned_data["theme"])
-    target = request.POST.get("next", "")
-    same_site = {"allowed_hosts": {request.get_host()}, "require_https": request.is_secure()}
-    if url_has_allowed_host_and_scheme(target, **same_site):
-        return redirect(target)
-    return redirect("home")
+    if request.headers.get("X-Requested-With") == "fetch":
+        return HttpResponse(status=204)  # static/chat/theme.js changed the page in place
+    return redirect_next(request)
 
 
 @login_required
@@ -150,12 +149,12 @@ def theme_set(request):
 def time_zone_answer(request):
     """The chat page's banner (templates/chat/_time_zone_banner.html): "Use it" posts the browser's zone,
     "Keep" the saved one; either answers for good. The zone comes from the browser, so it is checked against
-    the system's zones, and anything else is a 400 that saves nothing."""
+    the system's zones, and anything else is a 400 that saves nothing. Asked by fetch (static/chat/timezone.js)
+    it answers 204; the plain form goes back to `next` (config.origins.redirect_next)."""
     form = TimeZoneAnswerForm(request.POST)
     if not form.is_valid():
         return HttpResponseBadRequest("Unknown time zone.", content_type="text/plain; charset=utf-8")
     services.user_time_zone_answer(user=request.user, time_zone=form.cleaned_data["time_zone"])
-    target = request.POST.get("next", "")
-    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
-        return redirect(target)
-    return redirect("home")
+    if request.headers.get("X-Requested-With") == "fetch":
+        return HttpResponse(status=204)  # static/chat/timezone.js hides the banner
+    return redirect_next(request)

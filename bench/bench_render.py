@@ -1,6 +1,7 @@
 """What one streamed frame of a reply costs the page's main thread, against the reply's length, in real Chromium.
 
     .venv/bin/python bench/bench_render.py [--render static/chat/render.js] [--kb 64] [--seed 1]
+    .venv/bin/python bench/bench_render.py --transcript [static/chat/transcript.js] [--kb 64] [--seed 1]
 
 The page is the renderer the chat and shared pages load (the vendored marked, DOMPurify, highlight.js and KaTeX,
 then `--render`, static/chat/render.js by default) on a bare HTML page with the chat page's stylesheets, served by
@@ -20,6 +21,14 @@ row: the frames within the last 2 KB below that length (median, worst); the coun
 since the previous row. What measuring alone costs (frames that render nothing) is printed below the table.
 `--json` writes every frame's numbers (script, style and layout time too).
 
+`--transcript` measures the chat page's transcript instead (static/chat/transcript.js with its imports, or the
+file given, served in its place; bench/transcript_bench.js drives it): one streaming reply of `--kb` KB in all,
+three eighths of it a thinking block, then 20 calculator steps (their input JSON in two frames, each result of
+about 1 KB in one), then an answer of the generated markdown above, each in chunks of 40-100 characters. Each
+frame applies its parts as frames.js applies a delta frame and renders the transcript at once
+(`renderTranscriptNow`: the reply, the composer, the scroll to the end). The rows' "reply length" is the
+reply's whole length (thinking, tool steps and answer).
+
 To measure an older renderer: `git show HEAD:static/chat/render.js > /tmp/render_before.js` and pass
 `--render /tmp/render_before.js`.
 """
@@ -30,21 +39,17 @@ import http.server
 import json
 import random
 import statistics
+import sys
 import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-MARKS_KB = (4, 8, 16, 32, 48, 64)
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+# The browser tests' Chromium and its flags.
+from test_browser import launch_chromium
+
+MARKS_KB = (4, 8, 16, 24, 32, 40, 48, 56, 64)
 WINDOW = 2048  # the frames within this many characters below a mark make its row
 
 PAGE = """<!doctype html>
@@ -59,6 +64,28 @@ PAGE = """<!doctype html>
 <script src="/bench/render.js" defer></script>
 </head><body><main class="message-body"><div class="markdown" id="reply"></div></main></body></html>
 """
+
+# The elements of the chat page that transcript.js and the modules it imports work on.
+TRANSCRIPT_PAGE = PAGE.replace(
+    '<script src="/bench/render.js" defer></script>',
+    '<script src="/bench/render.js" defer></script>\n<script type="module" src="/bench/transcript_bench.js"></script>',
+).replace(
+    '<main class="message-body"><div class="markdown" id="reply"></div></main>',
+    '<main class="chat" id="chat" data-conversation-id="1"><div class="messages" id="messages">'
+    '<p id="messages-empty" hidden>Empty</p><div id="message-list" role="log"></div></div>'
+    '<form id="composer"><textarea id="composer-input"></textarea><button id="send-button">Send</button>'
+    '<button id="stop-button">Stop</button></form><select id="model-select"></select>'
+    '<p id="model-description"></p><div id="context-gauge" hidden><meter></meter>'
+    '<span class="context-gauge-text"></span></div></main>',
+)
+TOOL_STEPS = 20
+RENDER_TRANSCRIPT = """(frame) => {
+    const start = performance.now();
+    if (frame) benchTranscriptFrame(frame.parts);
+    const rendered = performance.now();
+    document.getElementById("message-list").offsetHeight;
+    return { length: frame ? frame.length : 0, start, render: rendered - start, frame: performance.now() - start };
+}"""
 
 SETUP = """(text) => {
     window.benchText = text;
@@ -118,6 +145,49 @@ def reply(size: int, seed: int) -> str:
     return "".join(parts)[:size]
 
 
+def transcript_frames(size: int, seed: int) -> list[dict]:
+    """The frames of one reply that thinks, calls the calculator TOOL_STEPS times and answers: each frame's
+    `parts` (as a delta frame carries them) and the reply's whole length after it."""
+    rng = random.Random(seed + 2)
+    frames, length = [], 0
+
+    def stream(block: int, opening: dict, text: str, pieces: list[int] | None = None):
+        nonlocal length
+        previous = 0
+        for cut in pieces or cuts(len(text), seed + block):
+            length += cut - previous
+            frames.append(
+                {"parts": [{"block": block, **opening, "text": text[previous:cut]}], "length": length}
+            )
+            previous = cut
+
+    thinking_size = size * 3 // 8
+    thinking = " ".join(
+        rng.choice(["I", "will", "check", "the", "sum", "first", "then", "each", "term", "again"])
+        for _ in range(thinking_size // 4)
+    )[:thinking_size]
+    stream(0, {"type": "thinking"}, thinking)
+    block = 1
+    result_size = size // 4 // TOOL_STEPS
+    for step in range(TOOL_STEPS):
+        tool_id = f"toolu_bench_{step}"
+        arguments = json.dumps({"expression": f"{rng.randint(10, 99)}*{rng.randint(10, 99)}+{step}"})
+        stream(
+            block,
+            {"type": "tool_use", "id": tool_id, "name": "calculator"},
+            arguments,
+            [len(arguments) // 2, len(arguments)],
+        )
+        result = "\n".join(f"line {n}: {rng.randint(0, 10**9)}" for n in range(result_size // 16))[
+            :result_size
+        ]
+        stream(block + 1, {"type": "tool_result", "tool_use_id": tool_id}, result, [len(result)])
+        block += 2
+    answer = reply(size - length, seed)
+    stream(block, {"type": "text"}, answer)
+    return frames
+
+
 def cuts(size: int, seed: int) -> list[int]:
     rng = random.Random(seed + 1)
     positions, position = [], 0
@@ -130,15 +200,24 @@ def cuts(size: int, seed: int) -> list[int]:
 class Handler(http.server.SimpleHTTPRequestHandler):
     """The repository's static files, the bench page at /, and the renderer under test at /bench/render.js."""
 
-    def __init__(self, *args, render: Path, **kwargs):
+    def __init__(self, *args, render: Path, transcript: Path | None, **kwargs):
         self.render = render
+        self.transcript = transcript
         super().__init__(*args, directory=str(ROOT), **kwargs)
 
     def do_GET(self):
         if self.path == "/":
-            return self.reply(PAGE.encode(), "text/html; charset=utf-8")
+            return self.reply(
+                (TRANSCRIPT_PAGE if self.transcript else PAGE).encode(), "text/html; charset=utf-8"
+            )
         if self.path == "/bench/render.js":
             return self.reply(self.render.read_bytes(), "text/javascript; charset=utf-8")
+        if self.path == "/bench/transcript_bench.js":
+            return self.reply(
+                (ROOT / "bench/transcript_bench.js").read_bytes(), "text/javascript; charset=utf-8"
+            )
+        if self.transcript and self.path == "/static/chat/transcript.js":
+            return self.reply(self.transcript.read_bytes(), "text/javascript; charset=utf-8")
         if not self.path.startswith("/static/"):
             return self.reply(b"", "text/plain")  # the favicon: nothing, rather than an error in the page
         return super().do_GET()
@@ -158,15 +237,16 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def run(render: Path, size: int, seed: int) -> dict:
+def run(render: Path, size: int, seed: int, transcript: Path | None = None) -> dict:
     from playwright.sync_api import sync_playwright
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, render=render))
+    handler = functools.partial(Handler, render=render, transcript=transcript)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     text = reply(size, seed)
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            browser = launch_chromium(playwright)
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             errors = []
             page.on("pageerror", lambda error: errors.append(str(error)))
@@ -174,12 +254,23 @@ def run(render: Path, size: int, seed: int) -> dict:
             page.set_default_timeout(600_000)
             page.goto(f"http://127.0.0.1:{server.server_port}/")
             page.wait_for_function("() => window.ChatRender && window.katex && window.hljs")
+            if transcript:
+                page.wait_for_function("() => window.benchTranscriptReady")
             cdp = page.context.new_cdp_session(page)
             cdp.send("Performance.enable", {"timeDomain": "threadTicks"})
             page.evaluate(SETUP, text)
-            result = {"idle": [stream(page, cdp, 0) for _ in range(30)]}
-            result["frames"] = [stream(page, cdp, cut) for cut in cuts(size, seed)]
-            result["idleAfter"] = [stream(page, cdp, 0) for _ in range(30)]
+            steps = transcript_frames(size, seed) if transcript else cuts(size, seed)
+            render_call = RENDER_TRANSCRIPT if transcript else RENDER
+            result = {"idle": [stream(page, cdp, 0, render_call) for _ in range(30)]}
+            result["frames"] = [stream(page, cdp, step, render_call) for step in steps]
+            result["idleAfter"] = [stream(page, cdp, 0, render_call) for _ in range(30)]
+            if transcript:
+                shown = page.evaluate(
+                    "() => [document.querySelectorAll('#message-list details.thinking').length,"
+                    " document.querySelectorAll('#message-list details.tool-step.tool-done').length]"
+                )
+                if shown != [1, TOOL_STEPS]:
+                    raise SystemExit(f"the reply did not render its thinking and {TOOL_STEPS} steps: {shown}")
             page.wait_for_timeout(200)
             result["longTasks"] = page.evaluate("benchLongTasks")
             browser.close()
@@ -203,7 +294,7 @@ def thread_times(cdp) -> dict:
     return {METRICS[metric["name"]]: metric["value"] for metric in metrics if metric["name"] in METRICS}
 
 
-def stream(page, cdp, cut: int) -> dict:
+def stream(page, cdp, cut, render_call: str = RENDER) -> dict:
     """One frame, with the main thread's CPU time (thread ticks: the time the thread ran, not the time it waited
     for a core, which on a loaded machine is most of the wall-clock time): `call` for the render call and the
     layout it forces, `cpu` for the whole frame (the call, then the browser's style, layout and paint up to the
@@ -211,7 +302,7 @@ def stream(page, cdp, cut: int) -> dict:
     start = thread_times(cdp)
     page.evaluate(NEXT_FRAME)
     before = thread_times(cdp)
-    frame = page.evaluate(RENDER, cut)
+    frame = page.evaluate(render_call, cut)
     after = thread_times(cdp)
     frame["call"] = (after["cpu"] - before["cpu"]) * 1000
     page.evaluate(NEXT_FRAME)
@@ -267,9 +358,17 @@ def main():
     parser.add_argument("--render", type=Path, default=ROOT / "static/chat/render.js")
     parser.add_argument("--kb", type=int, default=64)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--transcript",
+        type=Path,
+        nargs="?",
+        const=ROOT / "static/chat/transcript.js",
+        help="measure the chat page's transcript (this transcript.js) on a reply with thinking and tool steps",
+    )
     parser.add_argument("--json", type=Path, help="also write every frame's numbers here")
     args = parser.parse_args()
-    result = run(args.render.resolve(), args.kb * 1024, args.seed)
+    transcript = args.transcript.resolve() if args.transcript else None
+    result = run(args.render.resolve(), args.kb * 1024, args.seed, transcript)
     if args.json:
         args.json.write_text(json.dumps(result))
     print(table(result))

@@ -95,10 +95,10 @@ def request_admit_whole(*, user, model: str, input_tokens: int, max_tokens: int)
         window=model_spec(model).context_window, prices=prices,
     )
     teams, tree = _budget_teams_lock(user)
-    for limit in selectors.budget_limits(user, teams=teams, tree=tree):
-        if limit.status.exceeded or limit.status.remaining < amount:
-            whose, noun = _budget_words(limit)
-            raise RequestRefused("budget_exceeded", f"{whose[0].upper()}{whose[1:]} monthly {noun} has no room.")
+    limits = selectors.budget_limits(user, teams=teams, tree=tree)
+    tightest = _tightest_budget(limits)
+    if tightest is not None and tightest.status.remaining < amount:
+        raise _too_little_left(tightest, amount)
     _rate_limits_take(user, input_tokens)
     return Hold(amount, input_tokens, max_tokens=max_tokens, tool_rounds=0)
 
@@ -140,6 +140,34 @@ def _budget_words(limit: selectors.BudgetLimit) -> tuple[str, str]:
     return "your", "budget"
 
 
+def _resets() -> str:
+    return f"{selectors.next_month_start():%B} 1"
+
+
+def _tightest_budget(limits: list[selectors.BudgetLimit]) -> selectors.BudgetLimit | None:
+    """The budget with the least left (None when there is none), or the refusal that names one used up: the
+    one budget check of a reply (`_hold_within_budget`) and of a request made for the user
+    (`request_admit_whole`)."""
+    exhausted = next((limit for limit in limits if limit.status.exceeded), None)
+    if exhausted is not None:
+        raise _exhausted(exhausted, _resets())
+    return min(limits, key=lambda limit: limit.status.remaining) if limits else None
+
+
+def _too_little_left(limit: selectors.BudgetLimit, least: Decimal) -> RequestRefused:
+    """The refusal of a request whose smallest worst case, `least`, is more than `limit` has left."""
+    status = limit.status
+    whose, noun = _budget_words(limit)
+    reserved = f" and {_dollars(status.reserved)} is held for replies being written" if status.reserved else ""
+    return RequestRefused(
+        "budget_exceeded",
+        f"Even a short reply could cost up to {_dollars(least)}, and {_dollars(status.remaining)} is "
+        f"left of {whose} {_dollars(status.budget)} monthly {noun} "
+        f"({_dollars(status.spent)} spent{reserved}). "
+        f"A new chat (shorter history) or a cheaper model costs less; the {noun} resets on {_resets()}.",
+    )
+
+
 def _exhausted(limit: selectors.BudgetLimit, resets: str) -> RequestRefused:
     status = limit.status
     if limit.kind == "cap":
@@ -176,13 +204,9 @@ def _hold_within_budget(limits: list[selectors.BudgetLimit], model: str, prices,
         )
 
     full = worst(estimate.output_tokens, rounds)
-    if not limits:
+    tightest = _tightest_budget(limits)
+    if tightest is None:
         return Hold(full, estimate.input_tokens)
-    resets = f"{selectors.next_month_start():%B} 1"
-    exhausted = next((limit for limit in limits if limit.status.exceeded), None)
-    if exhausted is not None:
-        raise _exhausted(exhausted, resets)
-    tightest = min(limits, key=lambda limit: limit.status.remaining)
     left = tightest.status.remaining
     if full <= left:
         return Hold(full, estimate.input_tokens)
@@ -200,15 +224,7 @@ def _hold_within_budget(limits: list[selectors.BudgetLimit], model: str, prices,
             f"{has_left}, so this reply is limited to about {max_tokens:,} tokens, without thinking or tool "
             "calls."
         ))
-    status = tightest.status
-    reserved = f" and {_dollars(status.reserved)} is held for replies being written" if status.reserved else ""
-    raise RequestRefused(
-        "budget_exceeded",
-        f"Even a short reply could cost up to {_dollars(worst(MIN_REPLY_TOKENS, 1))}, and {_dollars(left)} is "
-        f"left of {whose} {_dollars(status.budget)} monthly {noun} "
-        f"({_dollars(status.spent)} spent{reserved}). "
-        f"A new chat (shorter history) or a cheaper model costs less; the {noun} resets on {resets}.",
-    )
+    raise _too_little_left(tightest, worst(MIN_REPLY_TOKENS, 1))
 
 
 def _limit(own: int | None, site_default: int) -> int:

@@ -95,11 +95,14 @@ def delta_frame(message_id: int, seq: int, parts: list[dict]) -> dict:
     return {"type": "delta", "message": message_id, "seq": seq, "parts": parts}
 
 
-def conversation_frame(conversation: Conversation) -> dict:
-    return {
-        "type": "conversation",
-        "conversation": {"id": conversation.pk, "title": conversation.title, "model": conversation.model},
-    }
+def conversation_frame(conversation: Conversation, *, model: bool = False) -> dict:
+    """The conversation's title, and its model when `model` (a `send` that may have picked one). The title the
+    model writes (chat/titles.py) leaves `model` out: it arrives seconds after the reply, and the page must not
+    take it as an answer to the picker, which the user may have changed since (docs/protocol.md)."""
+    fields = {"id": conversation.pk, "title": conversation.title}
+    if model:
+        fields["model"] = conversation.model
+    return {"type": "conversation", "conversation": fields}
 
 
 def tree_frame(path: list[int], tree, messages: list[Message], *, version: int) -> dict:

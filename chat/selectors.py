@@ -5,7 +5,7 @@ from datetime import date, datetime
 from functools import cached_property
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -22,6 +22,21 @@ def conversations_for_user(user) -> QuerySet[Conversation]:
     conversation_sidebar)."""
     return Conversation.objects.filter(owner=user, archived_at__isnull=True).only(
         "id", "title", "updated_at", "pinned_at"
+    )
+
+
+def conversation_unwritten_locked(user, conversation_id: int) -> Conversation | None:
+    """The user's conversation `conversation_id` if it is still a blank new chat (no messages, not archived,
+    in no project), its row locked until the transaction ends; else None, also for another user's id. What a
+    new chat page's retried first message reuses (chat/views.py `conversation_create_view`)."""
+    return (
+        conversations_for_user(user)
+        .select_for_update()
+        .filter(
+            ~Exists(Message.objects.filter(conversation=OuterRef("pk"))), pk=conversation_id, project=None
+        )
+        .only("id", "title", "updated_at", "pinned_at", "model")
+        .first()
     )
 
 

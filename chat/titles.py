@@ -20,7 +20,9 @@ Money: the request is admitted like any other (every budget above the user, the 
 It runs as a task of its own after the reply's final frame, outside any transaction of the reply. Shutdown
 (`titles_stop`, from `generations_drain`) stops the request in flight, and the row of a request that was made
 is still written (a stopped one is billed its estimated input and a full TITLE_MAX_TOKENS); a title lost is
-harmless, money spent is not.
+harmless, money spent is not. The request is bounded in all by TITLE_TIMEOUT (stopped, and its row written,
+past it); a task cancelled any other way stops its request too, and its row goes to the log for
+`manage.py ledger_replay`, as when settling gives up.
 """
 
 import asyncio
@@ -56,8 +58,9 @@ log = logging.getLogger(__name__)
 TITLE_MAX_TOKENS = 24
 # What the request carries of the first user message and of the reply, each.
 TITLE_EXCERPT_CHARS = 2_000
-# The request is abandoned after this many seconds, and never retried: a title is not worth the wait. Below
-# CHAT_STREAM_STALE_AFTER, after which the stale sweep would release a reservation that has no message.
+# The request is abandoned after this many seconds in all (asyncio.timeout around it: httpx's own timeout is
+# per read, which a slow trickle of bytes never reaches), and never retried: a title is not worth the wait.
+# Below CHAT_STREAM_STALE_AFTER, after which the stale sweep would release a reservation that has no message.
 TITLE_TIMEOUT = 20.0
 # How long a conversation's title request is claimed (title_admit): past any request and its settling.
 TITLE_CLAIM_SECONDS = 300
@@ -278,26 +281,59 @@ class TitleWriter:
                 model=asked.model, status=ApiCall.Status.ERROR, purpose=ApiCall.Purpose.TITLE
             )
             requests = [self.upstream]
-            title = await self._ask(asked)
+            try:
+                title = await self._ask(asked)
+            except asyncio.CancelledError:
+                # Cancelled other than through stop_requested (the task itself): the request was stopped in
+                # `_ask`, and its row goes to the log, as when settling gives up; the stale sweep releases
+                # the reservation.
+                self._log_unsaved(asked, requests)
+                raise
         frame = await self._settle(asked, requests, title)
         if frame is not None:
             await fanout().publish(generation.conversation_group(self.conversation_id), frame)
 
     async def _ask(self, asked: TitleAsked) -> str:
-        """The title the model wrote ("" for none), until it answers, fails or shutdown stops it."""
+        """The title the model wrote ("" for none), until it answers, fails, runs past TITLE_TIMEOUT or shutdown
+        stops it. Whatever ends it, the request is over when this returns or raises (a cancelled task stops
+        it too: a request left running would be spent with no row), and `self.upstream` says how it ended."""
         asking = asyncio.create_task(self._request(asked))
         stopping = asyncio.create_task(self.stop_requested.wait())
+        upstream = self.upstream
         try:
             await asyncio.wait({asking, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            await self._request_stopped(asking)
+            return self._answer(asking)
+        except asyncio.CancelledError:
+            await self._request_stopped(asking)
+            raise
         finally:
             stopping.cancel()
-        upstream = self.upstream
+            upstream.latency_ms = int((time.monotonic() - self.started) * 1000)
+            answered = upstream.attempts and (upstream.attempts[-1].http_status or 0) >= 400
+            if upstream.status != ApiCall.Status.OK and not answered:
+                # No answer came, or it came cut off: the upstream may have billed all of it.
+                upstream.usage = TokenUsage(input_tokens=asked.input_tokens, output_tokens=TITLE_MAX_TOKENS)
+
+    async def _request_stopped(self, asking: asyncio.Task) -> None:
+        """`asking` cancelled, unless it is done, and awaited: STOPPED when the cancel cut it off."""
         if not asking.done():
             asking.cancel()
             await asyncio.gather(asking, return_exceptions=True)
-            upstream.status = ApiCall.Status.STOPPED
+        if asking.cancelled():
+            self.upstream.status = ApiCall.Status.STOPPED
+
+    def _answer(self, asking: asyncio.Task) -> str:
+        upstream = self.upstream
         try:
             return asking.result() if not asking.cancelled() else ""
+        except TimeoutError:
+            log.warning(
+                "the title request of conversation %s took over %ss", self.conversation_id, TITLE_TIMEOUT
+            )
+            upstream.status = ApiCall.Status.STOPPED
+            upstream.error = f"No title came within {TITLE_TIMEOUT:g} seconds; the request was stopped."
+            return ""
         except (anthropic.APIError, httpx2.HTTPError) as exc:
             log.warning("the title request of conversation %s failed: %r", self.conversation_id, exc)
             upstream.error = generation.upstream_error_reason(exc)
@@ -307,17 +343,12 @@ class TitleWriter:
             log.exception("the title request of conversation %s failed", self.conversation_id)
             upstream.error = "The title could not be read from the model's answer."
             return ""
-        finally:
-            upstream.latency_ms = int((time.monotonic() - self.started) * 1000)
-            answered = upstream.attempts and (upstream.attempts[-1].http_status or 0) >= 400
-            if upstream.status != ApiCall.Status.OK and not answered:
-                # No answer came, or it came cut off: the upstream may have billed all of it.
-                upstream.usage = TokenUsage(input_tokens=asked.input_tokens, output_tokens=TITLE_MAX_TOKENS)
 
     async def _request(self, asked: TitleAsked) -> str:
         client = anthropic_client().with_options(max_retries=0, timeout=TITLE_TIMEOUT)
         self.started = time.monotonic()
-        response = await client.messages.create(**asked.request)
+        async with asyncio.timeout(TITLE_TIMEOUT):
+            response = await client.messages.create(**asked.request)
         upstream = self.upstream
         upstream.usage = TokenUsage.from_sdk(response.usage)
         upstream.stop_reason = response.stop_reason or ""
@@ -351,11 +382,14 @@ class TitleWriter:
                     delay = min(delay * 2, generation.SETTLE_LONGEST_DELAY)
         except BaseException:
             if requests:
-                ledger.ledger_log_unsaved(
-                    requests,
-                    user_id=asked.user_id,
-                    conversation_id=asked.conversation_id,
-                    message_id=None,
-                    settle_key=_settle_key(asked),
-                )
+                self._log_unsaved(asked, requests)
             raise
+
+    def _log_unsaved(self, asked: TitleAsked, requests: list[UpstreamRequest]) -> None:
+        ledger.ledger_log_unsaved(
+            requests,
+            user_id=asked.user_id,
+            conversation_id=asked.conversation_id,
+            message_id=None,
+            settle_key=_settle_key(asked),
+        )

@@ -3,7 +3,6 @@ from itertools import islice
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
 from django.db import transaction
@@ -11,7 +10,7 @@ from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonRespo
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
+from django.utils.http import content_disposition_header
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -23,16 +22,21 @@ from chat.forms import ConversationImportForm, ConversationSettingsForm
 from chat.inbound import MAX_ROW_ID
 from chat.llm.catalog import model_description
 from chat.llm.registry import AUTO, model_offered, models_offered
+from config.origins import redirect_next
 
 
-def _chat_page(request, conversation):
+def _chat_page(request, conversation, *, through: int | None = None):
+    """The chat page of `conversation` (None: a new chat). `through` (a search hit's message, already checked
+    by `_switch_target`) shows the branch through it instead of the stored path, read-only; the page then asks
+    for that branch with a `switch` frame once its socket opens (data-switch-message, static/chat/socket.js)."""
     shown = conversation or services.conversation_new(owner=request.user)
     tree_data = {"type": "tree", "version": 0, "path": [], "messages": []}
     if conversation is not None:
         # The version was read with the conversation, before the tree: a change in between shows the newer path
         # under the older version, which the next frame replaces; never an older path under a newer version.
         tree = selectors.Tree.of(conversation.pk)
-        path = tree.path_to(conversation.current_leaf_id)
+        leaf = conversation.current_leaf_id if through is None else tree.newest_leaf_under(through)
+        path = tree.path_to(leaf)
         tree_data = frames.tree_frame(
             path, tree, selectors.messages_in_order(conversation, path), version=conversation.tree_version
         )
@@ -46,6 +50,7 @@ def _chat_page(request, conversation):
             # What the page shows before the first message creates the conversation: the user's defaults.
             "shown": shown,
             **_sidebar(request.user),
+            "switch_message": through or "",
             "tree_data": tree_data,
             "models": model_choices(),
             "settings_form": ConversationSettingsForm(instance=shown),
@@ -94,51 +99,56 @@ def home(request):
 @require_GET
 def conversation_detail(request, conversation_id):
     conversation = selectors.conversation_for_user(request.user, conversation_id)
-    if (message_id := _row_id(request.GET.get("message", ""))) is not None:
-        _path_through(conversation, message_id)
-    return _chat_page(request, conversation)
+    through = _switch_target(conversation, _row_id(request.GET.get("message", "")))
+    return _chat_page(request, conversation, through=through)
 
 
-def _path_through(conversation, message_id: int) -> None:
-    """A search hit opens the conversation at its message (`?message=`, search/views.py). When that message is
-    off the active path, the path becomes the branch through it, as the version arrows would make it
-    (`services.branch_switch`: the newest leaf under it, `tree_version` one higher), so the page, its socket
-    and the next turn agree on what is shown. Other open tabs of the conversation are not told: they keep
-    their path until their next `tree` frame or a reload. While a reply streams, or for a message that is not
-    one of the conversation's, the path stays as it is."""
-    if message_id in selectors.Tree.of(conversation.pk).path_to(conversation.current_leaf_id):
-        return
-    try:
-        services.branch_switch(conversation=conversation, message_id=message_id)
-    except (services.ConversationBusy, services.TurnRefused):
-        pass
+def _switch_target(conversation, message_id: int | None) -> int | None:
+    """A search hit opens the conversation at its message (`?message=`, search/views.py). The GET changes
+    nothing (a link on another site can open it): when that message is off the stored path, the page shows
+    the branch through it as a `switch` would make it (down to the newest leaf under it) and sends that
+    `switch` once its socket opens, which stores it and tells every tab (a `tree` frame). None, and the stored
+    path shown, when the message is on it, is not one of the conversation's, or a reply is streaming (a
+    switch would be refused `busy`)."""
+    if message_id is None:
+        return None
+    tree = selectors.Tree.of(conversation.pk)
+    if message_id not in tree.parents or message_id in tree.path_to(conversation.current_leaf_id):
+        return None
+    if selectors.streaming_message_id(conversation.pk, None) is not None:
+        return None
+    return message_id
 
 
 @login_required
 @require_POST
 def conversation_create_view(request):
-    """A new chat with the chosen `model` (optional: the user's default), reusing the user's newest one if it is
-    still empty (and in no project), so a retried first message never piles up blanks: at most one empty
-    conversation per user outside projects. Asked by fetch (`X-Requested-With: fetch`, a new chat's first
-    message) it answers what the page needs to become that conversation's page; otherwise it redirects there."""
+    """A new chat with the chosen `model` (optional: the user's default). Always a new conversation, except
+    that `conversation=<id>` (the page's retry, with the id an earlier try of the same first message got back)
+    names one to reuse: it is reused when it is the user's, not archived, in no project and still without
+    messages; otherwise the id is ignored and a new one is made. So two tabs never share a conversation, and a
+    page that got its id makes no second one. An empty one stays where a page was left between this answer and
+    its first message (sent as soon as the socket opens), where this answer was lost (the page's retry, without
+    the id, makes another), or where the no-script form made one never written in; nothing reuses or removes
+    those (docs/frontend.md, "New chat").
+
+    Asked by fetch (`X-Requested-With: fetch`, a new chat's first message) it answers what the page needs to
+    become that conversation's page; otherwise it redirects there."""
     model = request.POST.get("model", "")
     if model and model != AUTO and not model_offered(model):
         return HttpResponseBadRequest(
             "That model is not offered here.", content_type="text/plain; charset=utf-8"
         )
+    claimed = _row_id(request.POST.get("conversation", ""))
     with transaction.atomic():
-        # The user's row locked: two tabs sending a first message at once still make one conversation (a no-op
-        # on SQLite, whose writes are serialised anyway).
-        get_user_model().objects.select_for_update().only("pk").get(pk=request.user.pk)
-        latest = selectors.conversations_for_user(request.user).first()
-        # An empty chat started in a project ("New chat in this project") stays there: it is not reused.
-        if latest is not None and latest.project_id is None and not selectors.conversation_messages(latest).exists():
-            conversation = latest
-            if model and model != conversation.model:
-                conversation.model = model
-                conversation.save(update_fields=["model"])
-        else:
+        conversation = None
+        if claimed is not None:
+            conversation = selectors.conversation_unwritten_locked(request.user, claimed)
+        if conversation is None:
             conversation = services.conversation_create(owner=request.user, model=model)
+        elif model and model != conversation.model:
+            conversation.model = model
+            conversation.save(update_fields=["model"])
     if request.headers.get("X-Requested-With") == "fetch":
         return JsonResponse(_conversation_urls(request, conversation))
     return redirect("conversation_detail", conversation_id=conversation.pk)
@@ -207,10 +217,7 @@ def _conversation_switch(request, conversation_id, field: str, change):
     change(conversation=conversation, **{field: value})
     if request.headers.get("X-Requested-With") == "fetch":
         return HttpResponse(status=204)
-    target = request.POST.get("next", "")
-    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
-        return redirect(target)
-    return redirect("home")
+    return redirect_next(request)
 
 
 @login_required
@@ -230,7 +237,8 @@ IMPORT_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="conversat
 @require_http_methods(["GET", "POST"])
 async def conversation_import_view(request):
     """An export file in, conversations of the signed-in user out (chat/imports/): one conversation opens at
-    once; more, or any skipped, are listed. A file that holds nothing to import is refused with the reason."""
+    once; more, or any skipped, are listed. A file that holds nothing to import is refused with the reason,
+    and so is a second import while one of the same user runs."""
     return await db_async(_conversation_import, executor=IMPORT_THREADS)(request)
 
 

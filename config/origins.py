@@ -1,15 +1,39 @@
-"""This site's own origin, for the two places a browser is told what may talk to it: which pages may open a
-websocket (SameOriginValidator), and where a page's scripts may connect (SameHostSocketsCSPMiddleware)."""
+"""This site's own origin, for the places a browser is told what may talk to it: which pages may open a
+websocket (SameOriginValidator), where a page's scripts may connect (SameHostSocketsCSPMiddleware), and where a
+form may send it back to (`redirect_next`)."""
 
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from channels.security.websocket import WebsocketDenier
 from csp.middleware import CSPMiddleware, PolicyParts
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.http.request import is_same_domain, split_domain_port, validate_host
+from django.shortcuts import redirect
+from django.utils.http import url_has_allowed_host_and_scheme
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# Query parameters a form's `next` loses: `message` (a search hit, chat/views.py `conversation_detail`) asks the
+# page to switch branches, which going back after a theme or time zone answer must not ask again.
+NEXT_DROPPED_PARAMETERS = frozenset({"message"})
+
+
+def redirect_next(request, fallback: str = "home"):
+    """A redirect back to the POST's `next` when it is an address on this site (Django's
+    url_has_allowed_host_and_scheme against this request's host, https when this request is), without the
+    parameters in NEXT_DROPPED_PARAMETERS; else to the URL named `fallback`."""
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(fallback)
+    parts = urlsplit(target)
+    query = [
+        (name, value)
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        if name not in NEXT_DROPPED_PARAMETERS
+    ]
+    return redirect(parts._replace(query=urlencode(query)).geturl() or fallback)
 
 
 def origin_parts(origin: str) -> tuple[str, str, int] | None:

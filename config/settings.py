@@ -4,9 +4,9 @@ Unset, everything is local: SQLite, the in-memory channel layer, a local media f
 `DATABASE_URL`, `REDIS_URL` and `ANTHROPIC_API_KEY` switch to PostgreSQL, Redis and the real API.
 """
 
-from decimal import Decimal, InvalidOperation
 import os
 import tempfile
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import environ
@@ -290,9 +290,10 @@ ATTACHMENT_UNCLAIMED_HOURS = env.float("ATTACHMENT_UNCLAIMED_HOURS", default=24.
 # The uploaded file (config/body_limit.py lets the import URL's body carry it); the JSON read from it in all (a
 # zip's conversations.json unpacked); the JSON of one conversation, which is all an import holds in memory at
 # once; and what one import takes: conversations, messages in one of them, characters in one message (cut, with
-# a note saying so).
+# a note saying so). An import runs in its request, one at a time per user: the JSON read in all bounds how long
+# (about a minute and a half for 200 MB on two cores with SQLite).
 IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=100 * 1024 * 1024)
-IMPORT_MAX_UNCOMPRESSED_BYTES = env.int("IMPORT_MAX_UNCOMPRESSED_BYTES", default=512 * 1024 * 1024)
+IMPORT_MAX_UNCOMPRESSED_BYTES = env.int("IMPORT_MAX_UNCOMPRESSED_BYTES", default=200 * 1024 * 1024)
 IMPORT_MAX_CONVERSATION_BYTES = env.int("IMPORT_MAX_CONVERSATION_BYTES", default=32 * 1024 * 1024)
 IMPORT_MAX_CONVERSATIONS = env.int("IMPORT_MAX_CONVERSATIONS", default=1000)
 IMPORT_MAX_MESSAGES = env.int("IMPORT_MAX_MESSAGES", default=10_000)
@@ -388,6 +389,8 @@ CHAT_DEFAULT_MONTHLY_BUDGET = env_dollars("CHAT_DEFAULT_MONTHLY_BUDGET", default
 # so they hold across server processes.
 CHAT_RATE_LIMIT_REQUESTS_PER_MINUTE = env_limit("CHAT_RATE_LIMIT_REQUESTS_PER_MINUTE", default=20)
 CHAT_RATE_LIMIT_TOKENS_PER_MINUTE = env_limit("CHAT_RATE_LIMIT_TOKENS_PER_MINUTE", default=400_000)
+# Searches (GET /search/) per user and minute; 0: no limit. The sidebar asks once a pause in typing.
+SEARCH_RATE_LIMIT_PER_MINUTE = env_limit("SEARCH_RATE_LIMIT_PER_MINUTE", default=60)
 
 # Budget alerts go to ADMINS by email: a comma-separated list of addresses. Without EMAIL_URL (for example
 # smtp+tls://user:password@mail.example.com:587) mail is printed to the console.

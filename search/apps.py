@@ -1,5 +1,5 @@
-from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.apps import AppConfig, apps
+from django.db.models.signals import post_migrate, pre_migrate
 
 
 class SearchConfig(AppConfig):
@@ -8,4 +8,8 @@ class SearchConfig(AppConfig):
     def ready(self):
         from search import indexes
 
-        post_migrate.connect(indexes.sqlite_triggers_restored, sender=self)
+        # Sent for chat, whose tables the triggers are on: Django sends post_migrate only for apps with a models
+        # module, which search has not (sender=self never fired).
+        chat = apps.get_app_config("chat")
+        pre_migrate.connect(indexes.sqlite_first_shape_dropped, sender=chat)
+        post_migrate.connect(indexes.sqlite_triggers_restored, sender=chat)

@@ -13,14 +13,17 @@ no index work on either database.
   chat_conversation only queue ids in plain tables (`search_*_pending`) when a message's text becomes final,
   changes or goes (a checkpoint of a streaming reply matches no trigger's WHEN), and when a title changes;
   deletes fire them too, cascades included (Django deletes the rows). A search first catches the index up
-  (`sqlite_index_caught_up`), then reads it. Characters 2 and 3 are removed from the indexed text, since the
-  snippets use them to mark matches.
+  (`sqlite_index_caught_up`: explicit statements, in bounded batches), then reads it. Prefix indexes of 2 and 3
+  characters (migration 0002). Characters 2 and 3 are removed from the indexed text, since the snippets use
+  them to mark matches.
 
 SQLite drops a table's triggers with the table, and Django's schema editor rebuilds a table (create, copy,
 drop, rename) for many changes: a later chat migration that alters Message or Conversation on SQLite leaves
-the FTS tables without triggers. `sqlite_triggers_restored` (post_migrate) puts back the missing ones, and
-does nothing at all when every trigger is there, which is every time but that one: a flush emits post_migrate
-too, and changing the schema of a database that other connections have open breaks them.
+the FTS tables without triggers. `sqlite_triggers_restored` (post_migrate, sent for chat) puts back the missing
+ones, and does nothing at all when every trigger is there, which is every time but that one: a flush emits
+post_migrate too, and changing the schema of a database that other connections have open breaks them. No
+trigger may sit on another table and name chat_message or chat_conversation: it survives the drop, and the
+rename of new__chat_message then fails on it ("error in trigger …: no such table: main.chat_message").
 """
 
 from django.contrib.postgres.indexes import GinIndex
@@ -86,11 +89,21 @@ def postgres_indexes() -> list[tuple[str, GinIndex]]:
 
 
 TOKENIZE = "porter unicode61 remove_diacritics 2"
-SQLITE_TABLES = {
-    "search_message_fts": f"CREATE VIRTUAL TABLE search_message_fts USING fts5(text, tokenize = '{TOKENIZE}')",
-    "search_conversation_fts": (
-        f"CREATE VIRTUAL TABLE search_conversation_fts USING fts5(title, tokenize = '{TOKENIZE}')"
+# Prefix indexes for the 2- and 3-character prefixes of every term: a short last word (`"ga"*`) reads one entry
+# instead of walking every term that starts with it. (A 1-character last word is not a prefix at all:
+# search/selectors.py.) Longer prefixes read a range of the main index.
+PREFIX = "2 3"
+FTS_TABLES = {
+    "search_message_fts": (
+        f"CREATE VIRTUAL TABLE search_message_fts USING fts5(text, tokenize = '{TOKENIZE}', prefix = '{PREFIX}')"
     ),
+    "search_conversation_fts": (
+        "CREATE VIRTUAL TABLE search_conversation_fts "
+        f"USING fts5(title, tokenize = '{TOKENIZE}', prefix = '{PREFIX}')"
+    ),
+}
+SQLITE_TABLES = {
+    **FTS_TABLES,
     # The ids whose index entry is out of date: what the triggers on the app's tables write.
     "search_message_pending": "CREATE TABLE search_message_pending (message_id integer NOT NULL PRIMARY KEY)",
     "search_conversation_pending": (
@@ -155,36 +168,41 @@ SQLITE_TRIGGERS = {
     "search_conversation_deleted": f"""
         CREATE TRIGGER search_conversation_deleted AFTER DELETE ON chat_conversation
         BEGIN {_conversation_pending("OLD")} END""",
-    # Taking an id off the queue brings its index entry up to date with the row as it is now (none for a row
-    # that is gone, or streaming): `sqlite_index_caught_up` is one DELETE per queue.
-    "search_message_caught_up": f"""
-        CREATE TRIGGER search_message_caught_up AFTER DELETE ON search_message_pending
-        BEGIN
-            DELETE FROM search_message_fts WHERE rowid = OLD.message_id;
-            INSERT INTO search_message_fts (rowid, text)
-                SELECT m.id, {_message_text("m")} FROM chat_message AS m
-                WHERE m.id = OLD.message_id AND m.status != '{STREAMING}' AND json_valid(m.content);
-        END""",
-    "search_conversation_caught_up": f"""
-        CREATE TRIGGER search_conversation_caught_up AFTER DELETE ON search_conversation_pending
-        BEGIN
-            DELETE FROM search_conversation_fts WHERE rowid = OLD.conversation_id;
-            INSERT INTO search_conversation_fts (rowid, title)
-                SELECT c.id, {_clean("c.title")} FROM chat_conversation AS c
-                WHERE c.id = OLD.conversation_id AND c.title != '';
-        END""",
 }
+
+# Catching up (and filling from scratch) is explicit statements in the caller's transaction, never triggers on
+# the queues: a trigger body naming chat_message or chat_conversation sits on another table, survives a remake of
+# theirs, and makes SQLite's rename of new__chat_message fail ("error in trigger …: no such table").
+CATCH_UP_BATCH = 500  # ids per statement
+CATCH_UP_BATCHES = 10  # batches per search: at most 5,000 rows re-indexed in one search's request
+
+
+def _message_indexed(where: str) -> str:
+    """INSERT into the message index the finished messages `m` matching `where`."""
+    return f"""INSERT INTO search_message_fts (rowid, text)
+        SELECT m.id, {_message_text("m")} FROM chat_message AS m
+        WHERE ({where}) AND m.status != '{STREAMING}' AND json_valid(m.content)"""
+
+
+def _conversation_indexed(where: str) -> str:
+    """INSERT into the title index the titled conversations `c` matching `where`."""
+    return f"""INSERT INTO search_conversation_fts (rowid, title)
+        SELECT c.id, {_clean("c.title")} FROM chat_conversation AS c WHERE ({where}) AND c.title != ''"""
+
+
+# (queue, its id column, FTS table, the row's alias and the INSERT of a row set): one per index.
+SQLITE_QUEUES = (
+    ("search_message_pending", "message_id", "search_message_fts", "m", _message_indexed),
+    ("search_conversation_pending", "conversation_id", "search_conversation_fts", "c", _conversation_indexed),
+)
 
 SQLITE_FILL = [
     "DELETE FROM search_message_pending",
     "DELETE FROM search_conversation_pending",
     "DELETE FROM search_message_fts",
     "DELETE FROM search_conversation_fts",
-    f"""INSERT INTO search_message_fts (rowid, text)
-        SELECT m.id, {_message_text("m")} FROM chat_message AS m
-        WHERE m.status != '{STREAMING}' AND json_valid(m.content)""",
-    f"""INSERT INTO search_conversation_fts (rowid, title)
-        SELECT c.id, {_clean("c.title")} FROM chat_conversation AS c WHERE c.title != ''""",
+    _message_indexed("1"),
+    _conversation_indexed("1"),
 ]
 
 # Whether there is anything to catch up on. The first statement of every search, and it reads only plain
@@ -204,11 +222,50 @@ def sqlite_index_fill(cursor) -> None:
         cursor.execute(statement)
 
 
-def sqlite_index_caught_up(cursor) -> None:
-    """Bring the index up to date with every row changed since the last time: the caller holds a transaction,
-    and has run SQLITE_PENDING on this connection just before (see there)."""
-    cursor.execute("DELETE FROM search_message_pending")
-    cursor.execute("DELETE FROM search_conversation_pending")
+def sqlite_index_caught_up(cursor, *, batches: int | None = None) -> bool:
+    """Bring the index up to date with the rows changed since the last time, oldest ids first, in batches of
+    CATCH_UP_BATCH ids per queue, each batch its own transaction (the write lock is held for one batch, not for
+    the whole backlog), at most `batches` (CATCH_UP_BATCHES) of them. Per batch and queue: the ids are read off the queue, their
+    index entries deleted, the rows as they are now indexed again (none for a row that is gone, or streaming),
+    and the ids taken off the queue. Returns whether the queues are empty now; what is left waits for the next
+    search. The caller has run SQLITE_PENDING on this connection just before (see there)."""
+    from django.db import transaction
+
+    for _ in range(CATCH_UP_BATCHES if batches is None else batches):
+        full = False
+        with transaction.atomic(using=cursor.db.alias):
+            for queue, column, fts, alias, indexed in SQLITE_QUEUES:
+                cursor.execute(f"SELECT {column} FROM {queue} ORDER BY {column} LIMIT %s", [CATCH_UP_BATCH])
+                ids = [row_id for (row_id,) in cursor.fetchall()]
+                if not ids:
+                    continue
+                full = full or len(ids) == CATCH_UP_BATCH
+                marks = ", ".join(["%s"] * len(ids))
+                cursor.execute(f"DELETE FROM {fts} WHERE rowid IN ({marks})", ids)
+                cursor.execute(indexed(f"{alias}.id IN ({marks})"), ids)
+                cursor.execute(f"DELETE FROM {queue} WHERE {column} IN ({marks})", ids)
+        if not full:
+            return True
+    cursor.execute(SQLITE_PENDING)
+    return not cursor.fetchone()[0]
+
+
+# The first shape's catch-up triggers, on the queues, whose bodies named chat_message and chat_conversation.
+FIRST_SHAPE_TRIGGERS = ("search_message_caught_up", "search_conversation_caught_up")
+
+
+def sqlite_first_shape_dropped(*, using="default", **kwargs) -> None:
+    """pre_migrate: drop the first shape's catch-up triggers, before any migration of the plan runs. Migration
+    0002 drops them too, but `migrate` runs chat's migrations before search's: a chat migration that remakes
+    chat_message would meet them first. Reads sqlite_master only, once they are gone."""
+    from django.db import connections
+
+    database = connections[using]
+    if database.vendor != "sqlite":
+        return
+    with database.cursor() as cursor:
+        for name in sorted(set(FIRST_SHAPE_TRIGGERS) & sqlite_schema_names(cursor, "trigger")):
+            cursor.execute(f"DROP TRIGGER {name}")
 
 
 def sqlite_triggers_restored(*, using="default", **kwargs) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.contrib.postgres.search import SearchHeadline, SearchQuery
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.html import escape
@@ -30,6 +30,13 @@ SNIPPET_WORDS = 16
 # The snippets mark a match between these (removed from the indexed text, so they never come from a message).
 MARK_START, MARK_END = "\x02", "\x03"
 WORD = re.compile(r"[^\W_]+")
+# The last word is a prefix from this many characters on; a shorter one must match a whole word: a prefix of
+# one character would read every term of the index that starts with it.
+MIN_PREFIX_CHARS = 2
+# PostgreSQL: a search that runs longer is cancelled (QueryRefused), so no query, however common its words,
+# holds a connection for longer.
+STATEMENT_TIMEOUT_MS = 3000
+QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout
 
 
 class QueryRefused(ValueError):
@@ -90,13 +97,18 @@ def search_hits(
     return sorted(hits, key=lambda hit: hit.date, reverse=True)[:limit]
 
 
+def _last_is_prefix(terms: list[str]) -> bool:
+    return len(terms[-1]) >= MIN_PREFIX_CHARS
+
+
 # --- SQLite: FTS5 -----------------------------------------------------------------------------------------
 
 
 def fts5_query(terms: list[str]) -> str:
-    """Each term a quoted string (`"` doubled inside), the last one a prefix; juxtaposed terms must all match."""
+    """Each term a quoted string (`"` doubled inside), the last one a prefix (from MIN_PREFIX_CHARS on);
+    juxtaposed terms must all match."""
     quoted = ['"' + term.replace('"', '""') + '"' for term in terms]
-    return " ".join(quoted) + "*"
+    return " ".join(quoted) + ("*" if _last_is_prefix(terms) else "")
 
 
 def _sqlite_hits(user_id, terms, *, limit, titles, exclude_conversation_id) -> list[SearchHit]:
@@ -124,8 +136,7 @@ def _sqlite_hits(user_id, terms, *, limit, titles, exclude_conversation_id) -> l
     with connection.cursor() as cursor:
         cursor.execute(indexes.SQLITE_PENDING)
         if cursor.fetchone()[0]:
-            with transaction.atomic():
-                indexes.sqlite_index_caught_up(cursor)
+            indexes.sqlite_index_caught_up(cursor)
         cursor.execute(messages, [match, user_id, Message.Status.STREAMING, *excluded, limit])
         rows += cursor.fetchall()
         if titles:
@@ -157,7 +168,8 @@ def _datetime(value) -> datetime:
 def tsquery(terms: list[str]) -> SearchQuery:
     """Each term a quoted lexeme (`'` doubled inside), the last one a prefix (`:*`), all of them required."""
     quoted = ["'" + term.replace("'", "''") + "'" for term in terms]
-    quoted[-1] += ":*"
+    if _last_is_prefix(terms):
+        quoted[-1] += ":*"
     return SearchQuery(" & ".join(quoted), search_type="raw", config=indexes.CONFIG)
 
 
@@ -196,6 +208,16 @@ def _postgres_hits(user_id, terms, *, limit, titles, exclude_conversation_id) ->
     if exclude_conversation_id is not None:
         messages = messages.exclude(conversation_id=exclude_conversation_id)
         conversations = conversations.exclude(pk=exclude_conversation_id)
+    try:
+        # SET LOCAL lasts until the end of this transaction: the two queries, nothing else of the request.
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL statement_timeout = {int(STATEMENT_TIMEOUT_MS)}")
+            found_messages = list(messages[:limit])
+            found_titles = list(conversations[:limit]) if titles else []
+    except OperationalError as error:
+        if getattr(error.__cause__, "sqlstate", None) != QUERY_CANCELED:
+            raise
+        raise QueryRefused("That search took too long. Add a word or two to narrow it down.") from error
     hits = [
         SearchHit(
             conversation_id=message.conversation.pk,
@@ -206,9 +228,9 @@ def _postgres_hits(user_id, terms, *, limit, titles, exclude_conversation_id) ->
             snippet=_standins_replaced(message.snippet),
             date=message.created_at,
         )
-        for message in messages[:limit]
+        for message in found_messages
     ]
-    if titles:
+    if found_titles:
         hits += [
             SearchHit(
                 conversation_id=conversation.pk,
@@ -219,7 +241,7 @@ def _postgres_hits(user_id, terms, *, limit, titles, exclude_conversation_id) ->
                 snippet=_standins_replaced(conversation.snippet),
                 date=conversation.updated_at,
             )
-            for conversation in conversations[:limit]
+            for conversation in found_titles
         ]
     return hits
 

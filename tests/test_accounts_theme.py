@@ -58,6 +58,47 @@ def test_the_switch_never_redirects_off_the_site(client, owner):
     assert owner.theme == "light"
 
 
+@pytest.mark.parametrize(
+    ("sent", "back"),
+    [
+        ("/conversations/7/?message=12", "/conversations/7/"),
+        ("/conversations/7/?message=12&message=13&tab=a", "/conversations/7/?tab=a"),
+        ("/archived/?tab=a+b", "/archived/?tab=a+b"),
+        ("?message=12", "/"),
+        ("//evil.example/?message=1", "/"),
+    ],
+)
+def test_the_way_back_drops_a_search_hits_message(client, owner, sent, back):
+    """`message` asks the page for a branch switch: going back after a theme change must not ask again."""
+    client.force_login(owner)
+
+    response = client.post(reverse("theme_set"), {"theme": "dark", "next": sent})
+
+    assert response.status_code == 302 and response["Location"] == back
+
+
+def test_asked_by_fetch_it_saves_and_answers_204_without_a_redirect(client, owner):
+    client.force_login(owner)
+
+    response = client.post(
+        reverse("theme_set"), {"theme": "dark", "next": "/"}, headers={"X-Requested-With": "fetch"}
+    )
+
+    assert response.status_code == 204 and "Location" not in response
+    owner.refresh_from_db()
+    assert owner.theme == "dark"
+
+
+def test_the_sidebar_marks_the_code_stylesheets_for_the_switch(client, owner):
+    client.force_login(owner)
+
+    body = client.get(reverse("home")).content.decode()
+
+    assert 'media="(prefers-color-scheme: dark)" data-theme-scheme="dark"' in body
+    assert 'media="(prefers-color-scheme: light)" data-theme-scheme="light"' in body
+    assert "chat/theme.js" in body
+
+
 def test_an_unknown_theme_is_refused_and_nothing_changes(client, owner):
     client.force_login(owner)
 

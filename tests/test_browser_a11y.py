@@ -16,8 +16,7 @@ or phone, or dark chosen with the sidebar's switch on a light system), signed in
 from pathlib import Path
 
 import pytest
-from cluster import mailed_link
-from test_browser import PASSWORD, browser, send, server_url  # noqa: F401 (fixtures)
+from test_browser import PASSWORD, browser, send, server_url, sign_up  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
 
@@ -107,20 +106,6 @@ def account(browser, server_url):  # noqa: F811 (fixtures imported from test_bro
     return state, urls
 
 
-def sign_up(page, server_url, username):  # noqa: F811
-    page.goto(f"{server_url}/accounts/signup/")
-    page.fill("#id_username", username)
-    page.fill("#id_email", f"{username}@example.com")
-    page.click("button[type=submit]")
-    page.wait_for_selector("text=Check your email")
-    page.goto(mailed_link(f"{username}@example.com"))
-    page.fill("#id_new_password1", PASSWORD)
-    page.fill("#id_new_password2", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{server_url}/")
-    page.wait_for_selector("#chat")
-
-
 def start_conversation(page, server_url, text):  # noqa: F811
     """A new chat (the home page), created by its first message; back on its own page once replied."""
     page.goto(f"{server_url}/")
@@ -167,10 +152,10 @@ THEME_BUTTONS = {"light": "Light", "dark": "Dark", "": "System"}
 
 
 def theme_switch(page, server_url, theme):  # noqa: F811
-    """Chooses a theme with the sidebar's switch, as a user does (a form post, back to the page)."""
+    """Chooses a theme with the sidebar's switch, as a user does (posted by fetch, the page restyled in place:
+    the button is pressed once the server saved it)."""
     page.goto(f"{server_url}/")
     page.get_by_role("group", name="Theme").get_by_role("button", name=THEME_BUTTONS[theme]).click()
-    page.wait_for_load_state("load")
     page.get_by_role("group", name="Theme").get_by_role(
         "button", name=THEME_BUTTONS[theme], pressed=True
     ).wait_for()
@@ -461,7 +446,10 @@ def test_dark_chosen_on_a_light_system_is_dark_everywhere_and_system_follows_it(
     page = open_page(LOOKS[0], "/")
     assert background(page) == LIGHT_BG, "a light system, no choice yet"
 
-    theme_switch(page, server_url, "dark")
+    page.evaluate("() => { window.__samePage = true; }")
+    page.get_by_role("group", name="Theme").get_by_role("button", name="Dark").click()
+    page.get_by_role("group", name="Theme").get_by_role("button", name="Dark", pressed=True).wait_for()
+    assert page.evaluate("() => window.__samePage === true"), "restyled in place, without a page load"
     assert page.get_attribute("html", "data-theme") == "dark"
     assert background(page) == DARK_BG
     for path in SIGNED_IN_PAGES.values():
@@ -470,9 +458,12 @@ def test_dark_chosen_on_a_light_system_is_dark_everywhere_and_system_follows_it(
 
     theme_switch(page, server_url, "")
     assert page.get_attribute("html", "data-theme") is None
+    assert page.get_attribute('meta[name="color-scheme"]', "content") == "light dark"
     assert background(page) == LIGHT_BG, "System follows the light system again"
     page.emulate_media(color_scheme="dark")
     assert background(page) == DARK_BG, "and a dark one"
+    page.reload()
+    assert page.get_attribute("html", "data-theme") is None, "System was saved"
 
 
 def test_light_chosen_on_a_dark_system_stays_light_and_the_settings_page_shows_it(open_page, server_url):  # noqa: F811

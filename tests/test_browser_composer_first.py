@@ -11,6 +11,7 @@ import re
 import pytest
 from test_browser import (  # noqa: F401 (fixtures)
     browser,
+    open_new_chat,
     page,
     send,
     server_url,
@@ -25,8 +26,7 @@ SOCKET = re.compile(r"/ws/conversations/\d+/$")
 
 
 def conversations_listed(tab, url) -> int:
-    tab.goto(f"{url}/")
-    tab.wait_for_selector('#chat[data-conversation-id=""]')
+    open_new_chat(tab, url)
     return tab.locator(".conversation-item").count()
 
 
@@ -138,27 +138,68 @@ def test_a_failed_first_message_keeps_the_draft_and_the_retries_make_one_convers
     assert conversations_listed(page, server_url) == 1
 
 
-def test_a_retried_first_message_reuses_the_conversation_left_empty(page, server_url):  # noqa: F811
-    """The socket never opens: the draft stays; a new page's try goes into the same, still empty, conversation."""
-    page.route_web_socket(SOCKET, lambda ws: ws.close())
-    sign_up_and_start_a_chat(page, server_url, "nosocket")
-    send(page, "Is anyone there?")
+def test_another_tabs_first_message_never_lands_in_this_pages_conversation(page, server_url):  # noqa: F811
+    """This page's socket never opens, so its conversation stays empty with the draft unsent: a second tab's
+    first message makes a conversation of its own, and this page, its socket back, sends into its own."""
+    blocked = []
+
+    def block_first_socket(ws):
+        if not blocked:
+            blocked.append(ws.url)
+            ws.close()
+        else:
+            ws.connect_to_server()
+
+    page.route_web_socket(SOCKET, block_first_socket)
+    sign_up_and_start_a_chat(page, server_url, "twotabs")
+    send(page, "From the first tab")
     page.wait_for_selector("#chat:not([data-conversation-id=''])")
     first = page.get_attribute("#chat", "data-conversation-id")
-    page.wait_for_selector("#connection-banner:not([hidden])")
-    assert page.input_value("#composer-input") == "Is anyone there?"
-    assert page.locator(".message").count() == 0
+    assert page.input_value("#composer-input") == "From the first tab"
 
-    page.close()
+    other = page.context.new_page()  # without the route: its socket reaches the server
+    open_new_chat(other, server_url)
+    send(other, "From the second tab")
+    other.wait_for_selector(REPLY, timeout=DONE)
+    second = other.get_attribute("#chat", "data-conversation-id")
+    assert second != first
+    assert other.locator(".message-user .user-text").all_inner_texts() == ["From the second tab"]
 
-    retry = page.context.new_page()  # without the route: its socket reaches the server
-    retry.goto(f"{server_url}/")
-    retry.wait_for_selector('#chat[data-conversation-id=""]')
-    send(retry, "Is anyone there?")
-    retry.wait_for_selector(REPLY, timeout=DONE)
+    # The first page's socket reconnects (the route lets the second try through); its draft goes into its own.
+    page.wait_for_selector("#send-button:not([disabled])", timeout=DONE)
+    page.press("#composer-input", "Enter")
+    page.wait_for_selector(REPLY, timeout=DONE)
+    assert page.get_attribute("#chat", "data-conversation-id") == first
+    assert page.locator(".message-user .user-text").all_inner_texts() == ["From the first tab"]
+    assert conversations_listed(other, server_url) == 2
 
-    assert retry.get_attribute("#chat", "data-conversation-id") == first
-    assert conversations_listed(retry, server_url) == 1
+
+def test_after_the_first_message_the_theme_switch_keeps_the_page_and_its_draft(page, server_url):  # noqa: F811
+    """The page moved to /conversations/<id>/ with replaceState: the switch restyles it in place (no load), and
+    the form's no-script `next` is that address, not `/`."""
+    sign_up_and_start_a_chat(page, server_url, "themedraft")
+    send(page, "First")
+    page.wait_for_selector(REPLY, timeout=DONE)
+    conversation_url = page.url
+    page.evaluate("() => { window.__samePage = true; }")
+    page.fill("#composer-input", "An unsent draft")
+
+    switch = page.get_by_role("group", name="Theme")
+    switch.get_by_role("button", name="Dark").click()
+    switch.get_by_role("button", name="Dark", pressed=True).wait_for()
+
+    assert page.evaluate("() => window.__samePage === true"), "no page load"
+    assert page.url == conversation_url
+    assert page.input_value("#composer-input") == "An unsent draft"
+    assert page.get_attribute("html", "data-theme") == "dark"
+    assert page.get_attribute('meta[name="color-scheme"]', "content") == "dark"
+    assert page.get_attribute('link[data-theme-scheme="dark"]', "media") == "all"
+    assert page.get_attribute('link[data-theme-scheme="light"]', "media") == "not all"
+    assert switch.get_by_role("button", name="System").get_attribute("aria-pressed") == "false"
+    assert page.input_value(".theme-switch input[name=next]") == conversation_url.removeprefix(server_url)
+    page.reload()
+    assert page.get_attribute("html", "data-theme") == "dark", "saved"
+    assert page.url == conversation_url
 
 
 def test_an_attachment_added_before_the_first_message_is_sent_with_it(page, server_url):  # noqa: F811

@@ -8,12 +8,12 @@ for several seconds).
 """
 
 import pytest
-from test_browser import browser, send, server_url, sign_up_and_start_a_chat  # noqa: F401 (fixtures)
+from test_browser import browser, browser_page, send, server_url, sign_up_and_start_a_chat  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
 
 DONE = 30_000  # a whole reply from the offline model
-BOTTOM_SLACK_PX = 48  # chat.js's "at the bottom"
+BOTTOM_SLACK_PX = 48  # static/chat/state.js: what the page calls "at the bottom"
 LONG_QUESTION = "\n".join(f"Point {n}: tell me everything about B-trees." for n in range(60))
 JUMP = "#jump-latest"
 
@@ -21,14 +21,8 @@ JUMP = "#jump-latest"
 @pytest.fixture
 def page(browser):  # noqa: F811
     """A short window, so that the transcript scrolls."""
-    context = browser.new_context(viewport={"width": 1100, "height": 600})
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert errors == [], f"uncaught errors in the page: {errors}"
+    with browser_page(browser, viewport={"width": 1100, "height": 600}) as page:
+        yield page
 
 
 def at_bottom(page) -> bool:

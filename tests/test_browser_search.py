@@ -6,6 +6,8 @@ It reuses test_browser.py's server and browser (same Chromium, same DEBUG server
 offline model).
 """
 
+import json
+
 import pytest
 from test_browser import browser, page, send, server_url, sign_up_and_start_a_chat  # noqa: F401 (fixtures)
 from test_browser_tree import ask, versions_of, wait_until_idle
@@ -42,6 +44,17 @@ def the_hit_on(page, message_id):  # noqa: F811
 
 def test_a_result_opens_the_conversation_on_the_branch_holding_the_match(page, server_url):  # noqa: F811
     zebra = a_conversation_whose_first_branch_is_hidden(page, server_url, "searcher")
+    plain = page.url.split("?")[0]
+    # The hit's address fetched without its page's script (as a link or an image on another site would) stores
+    # nothing: a reload still shows the lions.
+    assert page.request.get(f"{plain}?message={zebra}").status == 200
+    page.reload()
+    page.locator(".message-user .user-text").filter(has_text="Tell me about lions instead").wait_for()
+    # Another tab on the conversation, told of the switch the hit's page sends.
+    other = page.context.new_page()
+    other.goto(plain)
+    other.locator(".message-user .user-text").filter(has_text="Tell me about lions instead").wait_for()
+    wait_until_idle(other)
 
     page.click(BOX)
     page.keyboard.type("zebr")  # as it is typed: the last word is a prefix
@@ -56,6 +69,13 @@ def test_a_result_opens_the_conversation_on_the_branch_holding_the_match(page, s
     assert title_hit.locator(".search-result-title mark").inner_text().lower() == "zebra"
     assert title_hit.locator(".search-result-snippet").count() == 0  # the title is the snippet
     page.screenshot(path="/tmp/search.png")
+    sent, trees = [], []
+
+    def watch(socket):
+        socket.on("framesent", lambda payload: sent.append(json.loads(payload)))
+        socket.on("framereceived", lambda payload: trees.append(json.loads(payload)))
+
+    page.on("websocket", watch)
 
     hit.locator("a").click()
 
@@ -72,8 +92,22 @@ def test_a_result_opens_the_conversation_on_the_branch_holding_the_match(page, s
         }""",
         zebra,
     )
-    # The server moved the conversation to that branch: a reload without the link stays on it.
-    page.goto(page.url.split("?")[0])
+    # The page's `switch` stored that branch and every tab got its `tree` frame: the other tab shows it without
+    # a reload, the hit stays marked once its own page applied the frame, and a reload without the link stays.
+    other.locator(f'article.message[data-message-id="{zebra}"]').wait_for()
+    assert other.locator(".message-user .user-text").inner_text() == "Tell me about zebra stripes"
+    assert {"type": "switch", "message": zebra} in sent
+    for _ in range(100):
+        if any(
+            frame["type"] == "tree" and frame["path"] and frame["path"][0]["id"] == zebra for frame in trees
+        ):
+            break
+        page.wait_for_timeout(100)
+    else:
+        pytest.fail(f"no tree frame with the zebra branch reached the hit's page: {trees}")
+    assert "is-search-hit" in target.get_attribute("class")
+    other.close()
+    page.goto(plain)
     page.locator(f'article.message[data-message-id="{zebra}"]').wait_for()
     assert page.locator(".message-user .user-text").inner_text() == "Tell me about zebra stripes"
 

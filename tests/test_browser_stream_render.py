@@ -2,6 +2,9 @@
 keeps its finished blocks' nodes (and a selection in them), highlights a code block once its fence closes, and at
 every frame shows exactly what rendering the whole text at once shows.
 
+The chat page's transcript (static/chat/transcript.js) keeps a reply's thinking block and tool steps the same
+way: one test streams a reply that thinks and calls the calculator through the real page.
+
 It reuses test_browser.py's server and browser. The page is the server's login page (no sign-up needed) with the
 chat page's scripts added from the server's static files, under the server's own Content-Security-Policy: the
 renderer under test is the file the chat and shared pages load.
@@ -10,7 +13,7 @@ renderer under test is the file the chat and shared pages load.
 import random
 
 import pytest
-from test_browser import browser, page, server_url  # noqa: F401 (fixtures)
+from test_browser import browser, page, send, server_url, sign_up_and_start_a_chat  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
 
@@ -322,3 +325,107 @@ def test_hostile_input_streamed_in_pieces_stays_inert(renderer):
     assert '<a href="https://example.com/bare"' in result["html"], (
         "links: the bare URL, the image, javascript: stripped"
     )
+
+
+# The offline model thinks when the conversation asks for it, calls the calculator for "17*23", and quotes the
+# question in its answer: its thinking quotes the first line, the answer every line, so both stream for seconds.
+THINKING_QUESTION = (
+    "What is 17*23? "
+    + "Think it over slowly and say every step of it. " * 16
+    + "\n"
+    + "\n".join(["Then quote this line back to me, word for word, as it is."] * 30)
+)
+STREAMING_REPLY = ".message-assistant[data-status=streaming]"
+
+# Selects `start`..`end` of the text node under `selector` in the streaming reply (its first text node when
+# `end` is null: all of it), and keeps the reply, the block and the node in `window.__kept`.
+SELECT = """({ selector, start, end }) => {
+    const reply = document.querySelector(".message-assistant[data-status=streaming]");
+    const block = reply.querySelector(selector);
+    const walker = document.createTreeWalker(block, NodeFilter.SHOW_TEXT);
+    const text = walker.nextNode();
+    const range = document.createRange();
+    range.setStart(text, start);
+    range.setEnd(text, end === null ? text.data.length : end);
+    const selection = document.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    window.__kept = { reply, block, text };
+    return { selected: selection.toString(), length: reply.querySelector(".message-body").textContent.length };
+}"""
+
+# What is left of the kept block and the selection in it.
+KEPT = """(selector) => {
+    const { reply, block, text } = window.__kept;
+    const selection = document.getSelection();
+    const range = selection.rangeCount ? selection.getRangeAt(0) : null;
+    return {
+        sameBlock: reply.querySelector(selector) === block && block.isConnected,
+        sameText: block.contains(text),
+        open: block.closest("details").open,
+        selected: selection.toString(),
+        inBlock: Boolean(range) && block.contains(range.startContainer) && block.contains(range.endContainer),
+        status: reply.dataset.status,
+        length: reply.querySelector(".message-body").textContent.length,
+    };
+}"""
+
+
+def grown_past(tab, length):
+    tab.wait_for_function(
+        "length => window.__kept.reply.querySelector('.message-body').textContent.length > length", arg=length
+    )
+
+
+def test_a_selection_in_a_streaming_replys_thinking_and_tool_step_survives_the_frames_after(page, server_url):  # noqa: F811
+    """Thinking and tool steps are kept by block index (static/chat/transcript.js): thinking text grows in its one
+    text node, and a step is rebuilt only when its input, result or state changes; so the frames that follow
+    leave their nodes, and a selection in them, in place."""
+    sign_up_and_start_a_chat(page, server_url, "keepsthinking")
+    send(page, "Hello")
+    page.wait_for_selector(".message-assistant[data-status=complete] .action-regenerate")
+    # Thinking is a conversation's setting, so from its second message on.
+    page.click("#settings-button")
+    page.locator("#settings-dialog select").select_option("high")
+    page.locator("#settings-dialog button[type=submit]").click()
+    page.wait_for_selector(".message-assistant[data-status=complete] .action-regenerate")
+    send(page, THINKING_QUESTION)
+
+    # The thinking block while it streams: opened, part of its text selected.
+    page.wait_for_function(
+        """() => {
+        const text = document.querySelector(
+            ".message-assistant[data-status=streaming] details.thinking .thinking-text");
+        return text && text.textContent.length >= 60;
+    }"""
+    )
+    page.locator(STREAMING_REPLY).locator("details.thinking summary").first.click()
+    picked = page.evaluate(SELECT, {"selector": "details.thinking .thinking-text", "start": 5, "end": 45})
+    assert len(picked["selected"]) == 40
+    # More frames: the thinking goes on, then the calculator's step comes, with its result.
+    page.locator(STREAMING_REPLY).locator("details.tool-step.tool-done").wait_for(timeout=30_000)
+    kept = page.evaluate(KEPT, "details.thinking .thinking-text")
+    assert kept["length"] > picked["length"] + 100, "frames were rendered after the selection"
+    assert kept["sameBlock"] and kept["sameText"] and kept["open"], "the thinking block is the same node"
+    assert kept["selected"] == picked["selected"] and kept["inBlock"], "the selection in the thinking stays"
+
+    # The calculator's step, opened, its result selected; the answer then streams on to the end.
+    page.locator(STREAMING_REPLY).locator("details.tool-step summary").click()
+    picked = page.evaluate(
+        SELECT, {"selector": "details.tool-step .tool-io:last-child", "start": 0, "end": None}
+    )
+    assert picked["selected"] == "391"
+    grown_past(page, picked["length"] + 200)
+    kept = page.evaluate(KEPT, "details.tool-step .tool-io:last-child")
+    assert kept["status"] == "streaming", "still streaming: the frames checked are a streaming reply's"
+    assert kept["sameBlock"] and kept["sameText"] and kept["open"], (
+        "the tool step is the same node, still open"
+    )
+    assert kept["selected"] == "391" and kept["inBlock"], "the selection in the tool step stays"
+
+    # The reply's last frame and snapshot show the step as it was: it stays too.
+    page.wait_for_selector(".message-assistant[data-status=complete] .action-regenerate", timeout=30_000)
+    kept = page.evaluate(KEPT, "details.tool-step .tool-io:last-child")
+    assert kept["status"] == "complete"
+    assert kept["sameBlock"] and kept["open"] and kept["selected"] == "391" and kept["inBlock"]
+    assert page.locator(".message-assistant").last.locator("details.thinking").count() == 2

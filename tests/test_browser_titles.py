@@ -6,15 +6,7 @@ server has them off: tests/cluster.py).
 """
 
 import pytest
-from cluster import AppServer, migrate, server_env
-from test_browser import (  # noqa: F401 (fixtures)
-    TOKENS_PER_SECOND,
-    browser,
-    page,
-    require_browser,
-    send,
-    sign_up_and_start_a_chat,
-)
+from test_browser import app_server, browser, page, send, sign_up_and_start_a_chat  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
 
@@ -25,22 +17,8 @@ MODEL_TITLE = "Plan Team Offsite Budget"  # what the offline model makes of QUES
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory):
-    require_browser()
-    workdir = tmp_path_factory.mktemp("browser-titles-server")
-    env = server_env(
-        DJANGO_DEBUG="1",
-        DATABASE_URL=f"sqlite:///{workdir / 'db.sqlite3'}",
-        DJANGO_MEDIA_ROOT=str(workdir / "media"),
-        REDIS_URL="",
-        OFFLINE_MODEL_TOKENS_PER_SECOND=TOKENS_PER_SECOND,
-        CHAT_MODEL_TITLES="1",
-    )
-    migrate(env)
-    server = AppServer(env, workdir, "server").start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    with app_server(tmp_path_factory, "browser-titles-server", CHAT_MODEL_TITLES="1") as url:
+        yield url
 
 
 def test_the_models_title_replaces_the_first_messages_in_the_header_sidebar_and_tab(page, server_url):  # noqa: F811
@@ -55,3 +33,20 @@ def test_the_models_title_replaces_the_first_messages_in_the_header_sidebar_and_
     assert page.title() == f"{MODEL_TITLE} · Claude chat"
     page.reload()
     assert page.inner_text("#chat-title") == MODEL_TITLE
+
+
+def test_the_models_title_leaves_a_model_picked_since_in_the_picker(page, server_url):  # noqa: F811
+    """The title frame comes seconds after the reply as {id, title}: it must not put back the model the message
+    was sent with."""
+    from test_browser_tree import offered_models
+
+    sign_up_and_start_a_chat(page, server_url, "modelpicker")
+    sent_with, picked = offered_models(page)[:2]
+    page.select_option("#model-select", sent_with)
+    send(page, QUESTION)
+    # The send's own `conversation` frame (the first message's title, and the model) has been applied.
+    page.wait_for_function("t => document.getElementById('chat-title').textContent === t", arg=QUESTION)
+    page.select_option("#model-select", picked)
+
+    page.wait_for_function("t => document.getElementById('chat-title').textContent === t", arg=MODEL_TITLE)
+    assert page.input_value("#model-select") == picked

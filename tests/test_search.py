@@ -191,16 +191,19 @@ def test_hits_are_newest_first_and_at_most_twenty(owner):
 
 
 def test_the_search_costs_the_same_queries_for_few_hits_or_many(owner, django_assert_num_queries):
-    """PostgreSQL: messages and titles. SQLite: the queue of changed rows read first, then (after writes) its
-    catch-up, two DELETEs in a transaction (a savepoint inside the test's), then messages and titles."""
+    """PostgreSQL: messages and titles, in a transaction (a savepoint inside the test's) that sets their
+    statement_timeout. SQLite: the queue of changed rows read first, then (after writes) its catch-up, one
+    batch in a transaction (a savepoint): per queue its ids read, their entries deleted and inserted again, the
+    ids taken off; then messages and titles."""
     sqlite = connection.vendor == "sqlite"
-    after_writes, unchanged = (7, 3) if sqlite else (2, 2)
+    after_writes, unchanged = (1 + 2 + 2 * 4 + 2, 3) if sqlite else (5, 5)
     conversation = titled(owner, "Notes")
     said(conversation, "user", "one note")
     with django_assert_num_queries(after_writes):
         assert len(search_hits(owner.pk, "note")) == 2  # the title and the message
     for n in range(30):
         said(conversation, "user", f"note {n}")
+    services.conversation_rename(conversation=conversation, title="Notes again")
     with django_assert_num_queries(after_writes):
         assert len(search_hits(owner.pk, "note")) == 20
     with django_assert_num_queries(unchanged):
@@ -393,12 +396,15 @@ def test_the_tool_uses_the_same_search_outside_the_current_conversation(owner, o
         search.call({"query": '"*"'})
 
 
-def test_a_hit_on_another_branch_opens_the_conversation_on_that_branch(owner, outsider, trees, client):
+def test_a_hit_on_another_branch_shows_that_branch_and_stores_nothing(owner, outsider, trees, client):
+    """The GET renders the branch through the hit read-only (a cross-site link can ask it) and tells the page
+    to `switch` once its socket opens: current_leaf and tree_version are as they were."""
     conversation, question, answer = trees
     # An edit of the question, with its own reply, now on the active path.
     edited = said(conversation, "user", "How do skip lists stay fast?")
     edited_answer = said(conversation, "assistant", "Coin flips.", parent=edited)
     Conversation.objects.filter(pk=conversation.pk).update(current_leaf=edited_answer)
+    version = Conversation.objects.get(pk=conversation.pk).tree_version
     [hit] = search_hits(owner.pk, "leaves")
     assert hit.message_id == answer.pk
     client.force_login(owner)
@@ -407,11 +413,29 @@ def test_a_hit_on_another_branch_opens_the_conversation_on_that_branch(owner, ou
 
     assert response.status_code == 200
     conversation.refresh_from_db()
-    assert conversation.current_leaf_id == answer.pk
+    assert (conversation.current_leaf_id, conversation.tree_version) == (edited_answer.pk, version)
+    assert response.context["tree_data"]["version"] == version
     assert response.context["tree_data"]["path"] == [
         {"id": question.pk, "versions": [question.pk, edited.pk]},
         {"id": answer.pk, "versions": [answer.pk]},
     ]
+    assert [m["id"] for m in response.context["tree_data"]["messages"]] == [question.pk, answer.pk]
+    assert f'data-switch-message="{answer.pk}"' in response.content.decode()
+
+
+def test_a_hit_while_a_reply_streams_shows_the_stored_path(owner, trees, client):
+    """A switch would be refused `busy`: the page shows the stored path and asks for no switch."""
+    conversation, _, answer = trees
+    edited = said(conversation, "user", "How do skip lists stay fast?")
+    streaming = said(conversation, "assistant", "", parent=edited, status=Message.Status.STREAMING)
+    Conversation.objects.filter(pk=conversation.pk).update(current_leaf=streaming)
+    client.force_login(owner)
+
+    response = client.get(f"/conversations/{conversation.pk}/", {"message": answer.pk})
+
+    assert [entry["id"] for entry in response.context["tree_data"]["path"]] == [edited.pk, streaming.pk]
+    assert 'data-switch-message=""' in response.content.decode()
+    assert Conversation.objects.get(pk=conversation.pk).current_leaf_id == streaming.pk
 
 
 def test_opening_a_message_already_shown_or_not_there_changes_nothing(owner, trees, client):
@@ -421,7 +445,10 @@ def test_opening_a_message_already_shown_or_not_there_changes_nothing(owner, tre
     version = Conversation.objects.get(pk=conversation.pk).tree_version
 
     for message in (question.pk, stranger.pk, "x", "99999999999999999999999"):
-        assert client.get(f"/conversations/{conversation.pk}/", {"message": message}).status_code == 200
+        response = client.get(f"/conversations/{conversation.pk}/", {"message": message})
+        assert response.status_code == 200
+        assert [entry["id"] for entry in response.context["tree_data"]["path"]] == [question.pk, answer.pk]
+        assert 'data-switch-message=""' in response.content.decode()
 
     conversation.refresh_from_db()
     assert (conversation.current_leaf_id, conversation.tree_version) == (answer.pk, version)
@@ -533,3 +560,89 @@ def test_a_connection_whose_schema_went_stale_writes_and_searches_at_once(owner)
                 ]
         finally:
             in_thread(connections.close_all)
+
+
+def test_a_last_word_of_one_character_is_a_whole_word_not_a_prefix(owner, trees):
+    """A prefix of one character would read every term that starts with it: below MIN_PREFIX_CHARS the last
+    word must match as it stands."""
+    conversation, question, answer = trees
+    assert selectors.fts5_query(["stay", "b"]) == '"stay" "b"'
+    assert selectors.fts5_query(["ba"]) == '"ba"*'
+    assert found(owner, "stay b") == [(conversation.pk, question.pk)]  # "B-trees": "b" is a word of it
+    assert found(owner, "balanced x") == []  # not "x…": no word is "x"
+    assert found(owner, "balanced st") == [(conversation.pk, question.pk)]  # two characters: "stay"
+    assert found(owner, "sp") == [(conversation.pk, answer.pk)]  # "splits"
+
+
+@pytest.fixture
+def search_clock(monkeypatch):
+    """Pinned 40 seconds into a minute: 20 seconds are left of its window."""
+    from search import views
+
+    now = [1_700_000_000 // 60 * 60 + 40]
+    monkeypatch.setattr(views, "clock", lambda: now[0])
+    return now
+
+
+def test_the_endpoint_refuses_past_the_searches_of_a_minute_with_the_reason(
+    owner, outsider, trees, client, settings, search_clock
+):
+    settings.SEARCH_RATE_LIMIT_PER_MINUTE = 3
+    client.force_login(owner)
+    url = reverse("search")
+    assert client.get(url, {"q": "*"}).status_code == 400  # refused before counting: not counted
+    for _ in range(3):
+        assert len(client.get(url, {"q": "balanced"}).json()["results"]) == 1
+
+    refused = client.get(url, {"q": "balanced"})
+    assert refused.status_code == 429
+    assert refused.json() == {"error": "Too many searches in a minute. Try again in 20 seconds."}
+    assert refused["Retry-After"] == "20"
+    assert "no-store" in refused["Cache-Control"]
+
+    client.force_login(outsider)  # a window per user
+    assert client.get(url, {"q": "balanced"}).json() == {"results": []}
+    client.force_login(owner)
+    search_clock[0] += 20  # the next minute
+    assert len(client.get(url, {"q": "balanced"}).json()["results"]) == 1
+
+    settings.SEARCH_RATE_LIMIT_PER_MINUTE = 0  # no limit
+    for _ in range(5):
+        assert client.get(url, {"q": "balanced"}).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_postgresql_cancels_a_search_past_its_statement_timeout_with_a_reason(owner, trees, monkeypatch):
+    """Another connection holds chat_message locked: the search waits for it until statement_timeout cancels
+    it, which is a QueryRefused, and the timeout was the search's only (SET LOCAL)."""
+    if connection.vendor != "postgresql":
+        return  # SQLite has no statement_timeout: its catch-up is bounded instead (tests/test_search_schema.py)
+    import threading
+
+    from django.db import transaction
+
+    monkeypatch.setattr(selectors, "STATEMENT_TIMEOUT_MS", 200)
+    locked, searched = threading.Event(), threading.Event()
+
+    def holding_the_lock():
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("LOCK TABLE chat_message IN ACCESS EXCLUSIVE MODE")
+                locked.set()
+                searched.wait(30)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        holder = thread.submit(holding_the_lock)
+        assert locked.wait(30)
+        try:
+            with pytest.raises(QueryRefused, match="took too long"):
+                search_hits(owner.pk, "balanced")
+        finally:
+            searched.set()
+        holder.result()
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW statement_timeout")
+        assert cursor.fetchone() == ("0",)
+    assert found(owner, "balanced") == [(trees[0].pk, trees[1].pk)]

@@ -62,6 +62,32 @@ def test_it_goes_back_only_to_this_site(client, owner):
 
 
 @pytest.mark.django_db
+def test_it_goes_back_without_a_search_hits_message(client, owner):
+    client.force_login(owner)
+
+    response = client.post(
+        reverse("time_zone_answer"), {"time_zone": "UTC", "next": "/conversations/3/?message=9"}
+    )
+
+    assert response.status_code == 302 and response["Location"] == "/conversations/3/"
+
+
+@pytest.mark.django_db
+def test_asked_by_fetch_it_saves_and_answers_204(client, owner):
+    client.force_login(owner)
+
+    response = client.post(
+        reverse("time_zone_answer"),
+        {"time_zone": "Europe/Paris", "next": "/"},
+        headers={"X-Requested-With": "fetch"},
+    )
+
+    assert response.status_code == 204
+    owner.refresh_from_db()
+    assert (owner.time_zone, owner.time_zone_confirmed) == ("Europe/Paris", True)
+
+
+@pytest.mark.django_db
 def test_it_answers_only_posts_from_someone_signed_in(client, owner):
     response = client.post(reverse("time_zone_answer"), {"time_zone": "Europe/Paris"})
     assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
@@ -151,12 +177,17 @@ def test_use_it_saves_the_browsers_zone_and_the_banner_does_not_come_back(paris,
         banner.locator(".time-zone-question").inner_text() == "Use Europe/Paris (your browser's time zone)?"
     )
     assert banner.locator(".time-zone-keep").inner_text() == "Keep UTC"
-    conversation_url = paris.url
+    paris.evaluate("() => { window.__samePage = true; }")
+    paris.fill("#composer-input", "An unsent draft")
 
     banner.locator(".time-zone-use").click()
 
-    paris.wait_for_url(conversation_url)
-    paris.wait_for_selector("#chat")
+    # Posted by fetch: the banner goes, the page and its draft stay.
+    banner.wait_for(state="detached")
+    assert paris.evaluate("() => window.__samePage === true")
+    assert paris.input_value("#composer-input") == "An unsent draft"
+    assert saved_zone(paris, server_url) == "Europe/Paris"
+    paris.goto(server_url + "/")
     assert paris.locator("#time-zone-banner").count() == 0
     paris.reload()
     assert paris.locator("#time-zone-banner").count() == 0
@@ -169,8 +200,7 @@ def test_keep_answers_too_and_the_banner_does_not_come_back(paris, server_url): 
 
     paris.locator("#time-zone-banner .time-zone-keep").click()
 
-    paris.wait_for_selector("#chat")
-    assert paris.locator("#time-zone-banner").count() == 0
+    paris.locator("#time-zone-banner").wait_for(state="detached")
     paris.goto(server_url + "/")
     assert paris.locator("#time-zone-banner").count() == 0
     assert saved_zone(paris, server_url) == "UTC"

@@ -4,12 +4,14 @@ offline model (chat/titles.py)."""
 import asyncio
 import csv
 import io
+import logging
 from decimal import ROUND_DOWN, Decimal
 
 import pytest
 from channels.db import database_sync_to_async
 from django.urls import reverse
 
+from billing import ledger
 from billing import selectors as billing_selectors
 from billing.ledger import UpstreamAttempt, UpstreamRequest
 from billing.models import Price, Reservation
@@ -102,7 +104,10 @@ async def test_the_model_titles_the_conversation_after_its_first_reply(
     frame = await conversation_frame(socket, MODEL_TITLE)
     await titles_written()
 
-    assert frame["conversation"] == {"id": conversation.pk, "title": MODEL_TITLE, "model": conversation.model}
+    assert frame["conversation"] == {
+        "id": conversation.pk,
+        "title": MODEL_TITLE,
+    }  # no `model`: the picker stays
     after = await state(conversation.pk)
     assert (after["title"], after["source"]) == (MODEL_TITLE, TitleSource.MODEL)
     assert after["reservations"] == 0
@@ -425,3 +430,73 @@ def test_the_offline_model_titles_from_the_users_first_words(asked, title):
     blocks, stop_reason = compose_reply(read_prompt(body))
 
     assert [(block.type, block.text) for block in blocks] == [("text", title)] and stop_reason == "end_turn"
+
+
+async def title_stalled(socket_for, owner, conversation, offline_model, monkeypatch):
+    """A conversation whose title request is under way, its answer stalled upstream."""
+    admit = titles.title_admit
+
+    def stalling_next(**kwargs):
+        offline_model.inject_fault("stall")
+        return admit(**kwargs)
+
+    monkeypatch.setattr(titles, "title_admit", stalling_next)
+    socket = await connected(socket_for, owner, conversation)
+    await reply_sent(socket, {"type": "send", "text": QUESTION})
+    while not offline_model.open_streams:
+        await asyncio.sleep(0.01)
+    return socket
+
+
+async def streams_closed(offline_model) -> None:
+    async with asyncio.timeout(TIMEOUT):
+        while offline_model.open_streams:
+            await asyncio.sleep(0.01)
+
+
+async def test_a_title_task_cancelled_mid_request_stops_it_and_logs_its_row(
+    socket_for, owner, conversation, offline_model_reset, monkeypatch, caplog
+):
+    await title_stalled(socket_for, owner, conversation, offline_model_reset, monkeypatch)
+    task = titles.running[conversation.pk].task
+
+    with caplog.at_level(logging.ERROR, logger="chat.ledger"):
+        task.cancel()  # not through stop_requested, as titles_stop does
+        await asyncio.gather(task, return_exceptions=True)
+
+    assert task.cancelled()
+    await streams_closed(offline_model_reset)  # the request did not go on without its row
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("api_call_unsaved"))
+    assert (await state(conversation.pk))["title_calls"] == []
+    await database_sync_to_async(ledger.ledger_replay)(line)
+    [call] = (await state(conversation.pk))["title_calls"]
+    assert (call.status, call.purpose, call.conversation_id, call.user_id) == (
+        "stopped",
+        "title",
+        conversation.pk,
+        owner.pk,
+    )
+    assert (
+        call.output_tokens == titles.TITLE_MAX_TOKENS and call.cost > 0
+    )  # an answer cut off: billed in full
+
+
+async def test_a_title_request_past_its_timeout_is_stopped_and_recorded(
+    socket_for, owner, conversation, offline_model_reset, monkeypatch
+):
+    monkeypatch.setattr(titles, "TITLE_TIMEOUT", 0.2)  # the stall never ends: only the total bound stops it
+    socket = await title_stalled(socket_for, owner, conversation, offline_model_reset, monkeypatch)
+
+    await titles_written()
+
+    await streams_closed(offline_model_reset)
+    after = await state(conversation.pk)
+    assert (after["title"], after["source"]) == (QUESTION, TitleSource.FIRST_MESSAGE)
+    [call] = after["title_calls"]
+    assert (call.status, call.error) == (
+        "stopped",
+        "No title came within 0.2 seconds; the request was stopped.",
+    )
+    assert call.output_tokens == titles.TITLE_MAX_TOKENS and call.cost > 0
+    assert after["reservations"] == 0
+    assert await socket.receive_nothing(timeout=0.2)

@@ -120,12 +120,15 @@ def test_new_chat_creates_a_conversation_with_the_users_defaults(client, owner):
     assert (conversation.model, conversation.system_prompt) == ("claude-haiku-4-5", "Be brief.")
 
 
-def test_new_chat_reuses_an_empty_latest_conversation(client, owner, conversation):
+def test_new_chat_without_an_id_never_reuses_an_empty_conversation(client, owner, conversation):
+    """Tab A's conversation is empty until A's socket sends: tab B's first message must not land in it."""
     client.force_login(owner)
 
-    client.post(reverse("conversation_create"))
+    response = client.post(reverse("conversation_create"))
 
-    assert Conversation.objects.filter(owner=owner).count() == 1
+    created = Conversation.objects.filter(owner=owner).exclude(pk=conversation.pk).get()
+    assert response["Location"] == reverse("conversation_detail", args=[created.pk])
+    assert Conversation.objects.filter(owner=owner).count() == 2
 
 
 FETCH = {"X-Requested-With": "fetch"}
@@ -156,14 +159,63 @@ def test_the_first_message_creates_the_conversation_and_gets_what_the_page_needs
     assert f'name="next" value="{created["url"]}"' in item
 
 
-def test_a_retried_first_message_reuses_the_empty_conversation(client, owner):
+def test_a_retried_first_message_reuses_the_conversation_it_got(client, owner):
     client.force_login(owner)
 
     first = client.post(reverse("conversation_create"), {"model": "claude-haiku-4-5"}, headers=FETCH).json()
-    second = client.post(reverse("conversation_create"), {"model": "auto"}, headers=FETCH).json()
+    second = client.post(
+        reverse("conversation_create"), {"model": "auto", "conversation": first["id"]}, headers=FETCH
+    ).json()
 
     assert first["id"] == second["id"]
     assert Conversation.objects.get(owner=owner).model == "auto"
+
+
+def test_a_retry_naming_a_conversation_that_has_messages_makes_a_new_one(client, owner, conversation):
+    message_appended(conversation, role="user", text="Hi from another tab")
+    model = conversation.model
+    client.force_login(owner)
+
+    created = client.post(
+        reverse("conversation_create"), {"model": "auto", "conversation": conversation.pk}, headers=FETCH
+    ).json()
+
+    assert created["id"] != conversation.pk and Conversation.objects.filter(owner=owner).count() == 2
+    conversation.refresh_from_db()
+    assert conversation.model == model and Conversation.objects.get(pk=created["id"]).model == "auto"
+
+
+@pytest.mark.parametrize("claimed", ["archived", "in_project", "theirs", "not_a_number"])
+def test_a_retry_naming_a_conversation_it_may_not_reuse_makes_a_new_one(client, owner, outsider, claimed):
+    from projects import services as project_services
+    from projects.models import Project
+
+    if claimed == "archived":
+        other = services.conversation_create(owner=owner, model="claude-haiku-4-5")
+        services.conversation_archive(conversation=other, archived=True)
+    elif claimed == "in_project":
+        project = Project.objects.create(owner=owner, name="Garden")
+        other = project_services.project_conversation_create(project=project, owner=owner)
+        Conversation.objects.filter(pk=other.pk).update(model="claude-haiku-4-5")
+    elif claimed == "theirs":
+        other = services.conversation_create(owner=outsider, model="claude-haiku-4-5")
+    else:
+        other = None
+    before = Conversation.objects.count()
+    client.force_login(owner)
+
+    claim = "x1" if other is None else other.pk
+    created = client.post(
+        reverse("conversation_create"), {"model": "auto", "conversation": claim}, headers=FETCH
+    ).json()
+
+    assert Conversation.objects.count() == before + 1
+    assert other is None or created["id"] != other.pk
+    new = Conversation.objects.get(pk=created["id"])
+    assert (new.owner, new.project, new.archived_at, new.model) == (owner, None, None, "auto")
+    if other is not None:
+        other.refresh_from_db()
+        assert other.model == "claude-haiku-4-5"
 
 
 def test_the_first_message_after_a_conversation_with_messages_creates_a_new_one(client, owner, conversation):

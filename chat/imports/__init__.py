@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import IO
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -24,6 +25,10 @@ __all__ = ["ImportRefused", "ImportReport", "conversation_store", "conversations
 
 TITLE_LENGTH = Conversation._meta.get_field("title").max_length
 NOT_KNOWN = "This file is not a conversation exported from this app, claude.ai or ChatGPT."
+BUSY = "Another import of yours is still running; try again once it has finished."
+# How long an import holds its owner's lock at most: well past what one at the caps takes (about two minutes
+# on the 2-core test machine), so that a process that dies mid-import does not keep its owner out for long.
+IMPORT_LOCK_SECONDS = 15 * 60
 
 
 @dataclass
@@ -38,7 +43,19 @@ def conversations_import(*, owner, upload: IO[bytes]) -> ImportReport:
     conversations of `owner`, each committed on its own: a conversation that cannot be imported is skipped and
     the rest are kept, and a file that breaks off keeps what came before the break. At most
     IMPORT_MAX_CONVERSATIONS are read. ImportRefused, with nothing imported, when the file holds nothing to
-    import: not JSON or a zip, a zip without conversations.json, a single conversation that cannot be one."""
+    import: not JSON or a zip, a zip without conversations.json, a single conversation that cannot be one;
+    or while another import of the same owner runs (one at a time each, by a lock in the cache: with Redis
+    across processes, with the in-process cache within one), so one user cannot hold every import thread."""
+    lock = f"conversation-import:{owner.pk}"
+    if not cache.add(lock, True, timeout=IMPORT_LOCK_SECONDS):
+        raise ImportRefused("busy", BUSY)
+    try:
+        return _conversations_read(owner, upload)
+    finally:
+        cache.delete(lock)
+
+
+def _conversations_read(owner, upload: IO[bytes]) -> ImportReport:
     many, documents = reading.documents(upload)
     report = ImportReport()
     limit = settings.IMPORT_MAX_CONVERSATIONS

@@ -36,6 +36,7 @@ CLAUDE_ROOT = "00000000-0000-4000-8000-000000000000"
 # The block fields kept from this app's export, by type: those the Messages API accepts back in a history.
 # Anything else (a block type the app never stores, a field it never wrote) is left out, so an edited file
 # cannot make every later request of the conversation fail.
+TOOL_ID_LENGTH = 200  # longer than any the API hands out
 BLOCK_FIELDS = {
     "text": ("text", "citations"),
     "thinking": ("thinking",),
@@ -180,7 +181,7 @@ def _message_of_this_app(record: dict, key, parent, role: str) -> DraftMessage:
         parent=parent,
         role=role,
         created_at=_moment(record.get("created_at")),
-        content=_capped([_block_of_this_app(block, attachments) for block in record["content"]]),
+        content=_capped(_blocks_of_this_app(record["content"], attachments, role)),
     )
     if role == Message.Role.ASSISTANT:
         status = record.get("status")
@@ -199,6 +200,33 @@ def _message_of_this_app(record: dict, key, parent, role: str) -> DraftMessage:
     return message
 
 
+def _blocks_of_this_app(blocks: list, attachments: dict, role: str) -> list[dict]:
+    """The message's blocks as the API takes them back, each checked down to its nested values: one the API
+    would refuse would make every later request of the conversation fail. A user's message keeps its text
+    only (tool calls, results and thinking are the assistant's); a tool result must answer a tool call kept
+    before it in the same message, as the app stores them (chat/llm/request.py `reply_turns`), and no two tool
+    calls of a message share an id (the API refuses both)."""
+    kept, tool_ids, answerable = [], set(), set()
+    for block in blocks:
+        block = _block_of_this_app(block, attachments)
+        kind = block["type"]
+        if role == Message.Role.USER and kind != "text":
+            block = _note(
+                f"A part of this message ({kind}) that a user's message cannot hold was left out on import."
+            )
+        elif kind == "tool_use" and block["id"] in tool_ids:
+            block = _note("A tool call whose id an earlier one of this message had was left out on import.")
+        elif kind == "tool_use":
+            tool_ids.add(block["id"])
+            answerable.add(block["id"])
+        elif kind == "tool_result" and block["tool_use_id"] not in answerable:
+            block = _note("A tool result that answers no tool call of this message was left out on import.")
+        elif kind == "tool_result":
+            answerable.discard(block["tool_use_id"])
+        kept.append(block)
+    return kept
+
+
 def _block_of_this_app(block, attachments: dict) -> dict:
     kind = block.get("type") if isinstance(block, dict) else None
     if kind == "attachment":
@@ -214,13 +242,41 @@ def _block_of_this_app(block, attachments: dict) -> dict:
         shown = f" ({kind})" if isinstance(kind, str) and kind.isidentifier() and len(kind) <= 40 else ""
         return _note(f"A part of this message{shown} that this app does not know was left out on import.")
     kept = {"type": kind, **{name: block[name] for name in BLOCK_FIELDS[kind] if name in block}}
-    if kind == "tool_use" and not (isinstance(kept.get("id"), str) and isinstance(kept.get("input"), dict)):
+    if kind == "tool_use" and not (_is_tool_id(kept.get("id")) and isinstance(kept.get("input"), dict)):
         return _note("A tool call that was not complete was left out on import.")
-    if kind == "tool_result" and not isinstance(kept.get("content", ""), str | list):
-        kept["content"] = ""
-    if kind == "text" and "citations" in kept and not isinstance(kept["citations"], list | None):
-        del kept["citations"]
+    if kind == "tool_result":
+        if not _is_tool_id(kept["tool_use_id"]):
+            return _note("A tool result that names no tool call was left out on import.")
+        kept["content"] = _result_text(kept.get("content"))
+        if not isinstance(kept.get("is_error", False), bool):
+            del kept["is_error"]
+    # Citations point into the documents and search results of the request that wrote them, which an import
+    # does not bring (files are never imported): the text is kept, its citations are not.
+    kept.pop("citations", None)
     return kept
+
+
+def _is_tool_id(value) -> bool:
+    """The shape the API gives a tool call's id and requires of it back (`^[a-zA-Z0-9_-]+$`)."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= TOOL_ID_LENGTH
+        and value.isascii()
+        and all(character.isalnum() or character in "_-" for character in value)
+    )
+
+
+def _result_text(content) -> str:
+    """A tool result's content as the app stores its own (chat/llm/tools.py): a string. From a list, its text
+    blocks' text, each other part a one-line note; anything else is empty."""
+    if isinstance(content, str):
+        return content
+    return "\n\n".join(
+        item["text"]
+        if isinstance(item, dict) and item.get("type") == "text" and isinstance(item.get("text"), str)
+        else "[A part of this tool result that was not text was left out on import.]"
+        for item in _list(content)
+    )
 
 
 # --- claude.ai ----------------------------------------------------------------------------------------------
@@ -422,19 +478,23 @@ def _count_check(count: int) -> None:
         raise Skipped(f"it has {count:,} messages, over the {settings.IMPORT_MAX_MESSAGES:,} an import takes")
 
 
+CAPPED_FIELDS = {"text": "text", "thinking": "thinking", "tool_result": "content"}
+
+
 def _capped(blocks: list[dict]) -> list[dict]:
-    """The blocks with at most IMPORT_MAX_MESSAGE_CHARS characters of text and thinking in all: the block that
-    goes over is cut, the text blocks after it are left out, and a note says so."""
+    """The blocks with at most IMPORT_MAX_MESSAGE_CHARS characters of text, thinking and tool results in all:
+    the block that goes over is cut, the text and thinking blocks after it are left out (a tool result is kept,
+    empty, so that its call stays answered), and a note says so."""
     room = settings.IMPORT_MAX_MESSAGE_CHARS
     kept, total = [], 0
     for block in blocks:
-        field_name = {"text": "text", "thinking": "thinking"}.get(block.get("type"))
+        field_name = CAPPED_FIELDS.get(block.get("type"))
         size = len(block[field_name]) if field_name else 0
         total += size
-        if field_name and room <= 0:
+        if field_name and room <= 0 and block["type"] != "tool_result":
             continue
-        if field_name and size > room:
-            block = {**block, field_name: block[field_name][:room]}
+        if field_name and size > max(room, 0):
+            block = {**block, field_name: block[field_name][: max(room, 0)]}
         room -= size
         kept.append(block)
     if total > settings.IMPORT_MAX_MESSAGE_CHARS:

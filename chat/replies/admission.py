@@ -180,7 +180,7 @@ def _frames(conversation, turn: services.Turn) -> list[dict]:
         built = [frames.message_frame(frames.message_payload(message))
                  for message in (turn.user_message, turn.assistant_message) if message is not None]
     if turn.conversation_changed:
-        built.append(frames.conversation_frame(conversation))
+        built.append(frames.conversation_frame(conversation, model=True))
     return built
 
 

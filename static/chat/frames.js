@@ -192,10 +192,12 @@ function applyParts(content, parts) {
   }
 }
 
+// The model picker follows only a frame that carries `model` (a `send`'s): the title the model writes comes as
+// {id, title} seconds after the reply, when the user may have picked another model already (docs/protocol.md).
 function onConversationFrame(frame) {
   const conversation = frame.conversation;
   applyTitle(conversation.id, conversation.title);
-  if (conversation.model && String(conversation.id) === chat.root.dataset.conversationId) {
+  if (conversation.model !== undefined && String(conversation.id) === chat.root.dataset.conversationId) {
     chat.modelSelect.value = conversation.model;
     describeModel();
   }

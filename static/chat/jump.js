@@ -5,7 +5,8 @@
 // the transcript's end (#transcript-end) is in view, within the same slack that the page's own "at the bottom"
 // test allows, and a MutationObserver on the log's one `aria-busy` attribute says whether a reply streams.
 
-const BOTTOM_SLACK_PX = 48; // as chat.js's isScrolledToBottom, so "at the bottom" means the same to both
+// The transcript's own slack (transcript.js isScrolledToBottom), so "at the bottom" means the same to both.
+import { BOTTOM_SLACK_PX } from "./state.js";
 
 function initJump() {
   const scroller = document.getElementById("messages");
@@ -32,7 +33,7 @@ function initJump() {
     { root: scroller, rootMargin: `0px 0px ${BOTTOM_SLACK_PX}px 0px` },
   ).observe(end);
 
-  // chat.js sets aria-busy on every render, so this runs per frame while a reply streams: it only compares.
+  // transcript.js sets aria-busy on every render, so this runs per frame while a reply streams: it only compares.
   // When a reply starts, the observer above may not have reported the frame that started it yet (a send
   // scrolls to the bottom in that same frame), so the reader's place is measured then, once per reply.
   new MutationObserver(() => {

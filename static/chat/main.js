@@ -51,8 +51,8 @@ function openSocket() {
 }
 
 // A new chat's first message: create the conversation, become its page, and send the draft once its socket
-// opens. If any step fails the draft stays in the composer as it is, and sending again retries: the server
-// reuses the conversation while it is still empty.
+// opens. If any step fails the draft stays in the composer as it is, and sending again retries: the retry names
+// the conversation an earlier try got, which the server reuses while it is still empty.
 async function startConversation() {
   chat.creating = true;
   updateComposer();

@@ -1,7 +1,8 @@
 // A new chat (`/`): the page opens on a ready composer with no conversation yet (`data-conversation-id=""`, no
-// socket). The first message creates the conversation: `createConversation` asks `conversation_create` (which
-// reuses the user's newest conversation while it is still empty, so a retried first message never leaves a
-// second blank one), and `becomeConversation` turns this page into that conversation's page, as if it had been
+// socket). The first message creates the conversation: `createConversation` asks `conversation_create`, which
+// makes a new one each time except when told the id an earlier try of this page got back (`conversation=<id>`:
+// reused while still empty), so a retried first message makes no second one and another tab's never lands in
+// this page's; `becomeConversation` turns this page into that conversation's page, as if it had been
 // loaded at `/conversations/<id>/`: its ids and addresses, the header tools that need a conversation, the
 // sidebar entry. main.js then starts the socket and sends the draft once it opens.
 
@@ -14,14 +15,18 @@ export function isNewChat() {
 
 // The conversation's id and addresses (chat/views.py `_conversation_urls`). Throws an Error whose message says
 // why, for the page to show; the draft is not touched here.
+// The id the last answer gave, sent with a retry.
+let created = null;
+
 export async function createConversation(model) {
+  const fields = created === null ? { model } : { model, conversation: String(created) };
   let response;
   try {
     response = await fetch(chat.root.dataset.createUrl, {
       method: "POST",
       credentials: "same-origin",
       headers: { "X-CSRFToken": readCookie("csrftoken"), "X-Requested-With": "fetch" },
-      body: new URLSearchParams({ model }),
+      body: new URLSearchParams(fields),
     });
   } catch {
     throw new Error("The server could not be reached. Please try again.");
@@ -30,7 +35,9 @@ export async function createConversation(model) {
   // A session that ended is redirected to the login page, which is not JSON.
   const isJson = (response.headers.get("Content-Type") || "").startsWith("application/json");
   if (!response.ok || !isJson) throw new Error(`HTTP ${response.status}. Please try again.`);
-  return response.json();
+  const answer = await response.json();
+  created = answer.id;
+  return answer;
 }
 
 export function becomeConversation(created) {

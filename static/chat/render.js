@@ -1,6 +1,6 @@
 /*
- * How a message's parts look, for the two pages that show messages: the chat page (static/chat/chat.js) and a
- * shared conversation (static/chat/shared.js). One global, `ChatRender`, so both render replies the same way
+ * How a message's parts look, for the two pages that show messages: the chat page (static/chat/transcript.js) and
+ * a shared conversation (static/chat/shared.js). One global, `ChatRender`, so both render replies the same way
  * and a fix to the sanitizing reaches both.
  *
  * Replies are markdown turned into HTML by marked, with anything active removed by DOMPurify, code coloured
@@ -454,8 +454,7 @@ window.ChatRender = (function () {
   // written (a call without a result is running, not skipped). `openSteps`: a Set of the call ids left open,
   // kept by the caller so that a re-render while streaming keeps them open.
   function renderToolStep(block, result, { streaming = false, openSteps = null } = {}) {
-    // While the input streams it is JSON text (`partial_json`); once the response is complete, an object.
-    const input = block.partial_json !== undefined ? block.partial_json : block.input || {};
+    const { input, text: shownInput } = toolInput(block);
     const argument = typeof input === "string" ? input : Object.values(input).join(", ");
     let state = "running";
     if (result) state = result.is_error ? "error" : "done";
@@ -476,13 +475,28 @@ window.ChatRender = (function () {
       skipped: "not run",
     }[state];
     summary.append(element("span", "tool-outcome", outcome));
-    const shownInput = typeof input === "string" ? input : JSON.stringify(input, null, 2);
     details.append(summary, element("div", "tool-label", "Input"), element("pre", "tool-io", shownInput));
     if (result) {
       const label = result.is_error ? "Error" : "Result";
       details.append(element("div", "tool-label", label), element("pre", "tool-io", result.content || ""));
     }
     return details;
+  }
+
+  // A tool call's input, and its text as the step shows it. While the input streams it is JSON text
+  // (`partial_json`), shown as it came until it parses; once it is whole (or from a snapshot, an object), the
+  // object, indented: so a step looks the same before and after the reply's final snapshot.
+  function toolInput(block) {
+    let input = block.partial_json !== undefined ? block.partial_json : block.input || {};
+    if (typeof input === "string") {
+      try {
+        const parsed = JSON.parse(input);
+        if (parsed && typeof parsed === "object") input = parsed;
+      } catch {
+        // not whole yet: shown as it is
+      }
+    }
+    return { input, text: typeof input === "string" ? input : JSON.stringify(input, null, 2) };
   }
 
   function firstLine(text) {
@@ -499,5 +513,6 @@ window.ChatRender = (function () {
     messageMarkdown,
     renderAttachments,
     renderToolStep,
+    toolInput,
   };
 })();

@@ -153,8 +153,8 @@ function resultOption(result, index) {
   return option;
 }
 
-// On `/conversations/<id>/?message=<mid>`: the server put that message on the path it rendered; bring it into
-// view and mark it briefly. The transcript is built from the page's tree data by the chat modules, which run
+// On `/conversations/<id>/?message=<mid>`: the server put that message on the path it rendered (without storing
+// it: the page's socket sends the `switch` once it opens, socket.js); bring it into view and mark it briefly. The transcript is built from the page's tree data by the chat modules, which run
 // before this one; should it come later, it is waited for, a while.
 function showLinkedMessage() {
   const id = new URLSearchParams(window.location.search).get("message");

@@ -10,7 +10,7 @@
  * as before. Without this module the buttons stay ordinary Tab stops, so nothing needs it to work.
  *
  * It talks to the page only through the DOM (#conversation-list, .conversation-item, .conversation-link,
- * .conversation-actions); chat.js owns what the buttons do (rename, confirm before delete).
+ * .conversation-actions); sidebar.js owns what the buttons do (rename, confirm before delete).
  */
 
 const LIST_ID = "conversation-list";
@@ -65,7 +65,7 @@ function initSidebarKeys() {
   const list = document.getElementById(LIST_ID);
   if (!list) return;
   takeActionsOutOfTabOrder(list);
-  // chat.js may swap items' contents (a rename's input); any button it adds leaves the Tab order too.
+  // sidebar.js may swap items' contents (a rename's input); any button it adds leaves the Tab order too.
   const observer = new MutationObserver(() => takeActionsOutOfTabOrder(list));
   observer.observe(list, { childList: true, subtree: true });
 

@@ -69,6 +69,15 @@ function onSocketOpen() {
   chat.pendingResume.clear();
   chat.stopRequested = false;
   chat.switching = false;
+  // A search hit's page (`?message=`) shows the branch through that message without having stored it (the GET
+  // changes nothing): the first opening asks for it with a `switch`, which stores it and sends every tab of the
+  // conversation the `tree` frame. Only once: should the switch be refused (`busy`), the `tree` asked next
+  // brings back the path as it is stored.
+  const through = chat.root.dataset.switchMessage;
+  if (through) {
+    delete chat.root.dataset.switchMessage;
+    sendFrame({ type: "switch", message: Number(through) });
+  }
   // A switch or a deleted branch made in another tab while this socket was away reached only the sockets that
   // were open: ask for the path as it is now (the answer is a `tree` frame).
   sendFrame({ type: "tree" });

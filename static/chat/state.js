@@ -2,6 +2,10 @@
 // active path, the socket, the composer's draft and attachments. Each module owns the fields it writes (named
 // beside each field); the others only read them.
 
+// How far from the transcript's end a reader still counts as "at the bottom" (the page follows a streaming reply
+// from there: transcript.js; the "Jump to latest" button goes: jump.js).
+export const BOTTOM_SLACK_PX = 48;
+
 export const chat = {
   root: null,
   list: null,

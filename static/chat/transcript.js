@@ -8,11 +8,10 @@ import { renderEditor } from "./editor.js";
 import { renderFooter } from "./footer.js";
 import { integerFormat } from "./format.js";
 import { modelName } from "./picker.js";
-import { chat, isStreaming } from "./state.js";
+import { BOTTOM_SLACK_PX, chat, isStreaming } from "./state.js";
 
-const { element, renderMarkdown, setChildren, renderAttachments, renderToolStep } = window.ChatRender;
+const { element, renderMarkdown, setChildren, renderAttachments, renderToolStep, toolInput } = window.ChatRender;
 
-const BOTTOM_SLACK_PX = 48;
 // While streaming: a caret at the end of the last paragraph or list item, or typing dots before any text.
 const CARET_CONTAINERS = new Set(["DIV", "P", "UL", "OL", "LI", "BLOCKQUOTE", "H1", "H2", "H3", "H4", "H5", "H6"]);
 
@@ -75,8 +74,8 @@ export function renderTranscriptNow() {
   scrollToBottom();
 }
 
-// The empty-state greeting, aria-busy (screen readers announce the reply once, when it is done) and the
-// composer buttons all follow the transcript.
+// The greeting shown while the transcript is empty, aria-busy (screen readers announce the reply once, when it is
+// done) and the composer buttons all follow the transcript.
 export function updateTranscriptState() {
   document.getElementById("messages-empty").hidden = chat.views.size > 0;
   chat.list.setAttribute("aria-busy", String(isStreaming()));
@@ -130,60 +129,148 @@ function renderUserBody(view) {
 function renderAssistantBody(view) {
   const { body, message } = view;
   const streaming = message.status === "streaming";
-  const parts = [];
-  if (message.route_reason) {
-    const reason = `Auto chose ${modelName(message.model)}: ${message.route_reason}.`;
-    parts.push(element("p", "message-notice route-note", reason));
-  }
-  for (const notice of message.notices || []) parts.push(element("p", "message-notice", notice));
+  const parts = keptNotices(view);
   const results = new Map();
   for (const block of message.content) if (block.type === "tool_result") results.set(block.tool_use_id, block);
-  // A text block's container stays in the body from frame to frame: renderMarkdown rebuilds only what changed in
-  // it, and a diagram's frame taken out of the document would reload.
-  const containers = view.markdown || (view.markdown = new Map());
-  for (const caret of body.querySelectorAll(".caret")) caret.remove();
+  // Each block's node stays in the body from frame to frame, kept by the block's index: a text block's container
+  // (renderMarkdown rebuilds only what changed in it, and a diagram's frame taken out of the document would
+  // reload), a thinking block (only its text grows) and a tool step (rebuilt only when its input or result
+  // changed). So a frame costs what the growing block costs, and a selection in any other block survives it.
+  const kept = view.blocks || (view.blocks = new Map());
+  view.caret?.remove();
   message.content.forEach((block, index) => {
-    if (block.type === "text") {
-      if (!containers.has(index)) containers.set(index, element("div", "markdown"));
-      renderMarkdown(containers.get(index), block.text || "");
-      parts.push(containers.get(index));
-    } else if (block.type === "thinking") {
-      parts.push(renderThinking(view, block.thinking || "", streaming && index === message.content.length - 1));
+    let node = null;
+    if (block.type === "text") node = keptMarkdown(kept, index, block);
+    else if (block.type === "thinking") {
+      node = keptThinking(view, kept, index, block, streaming && index === message.content.length - 1);
     } else if (block.type === "tool_use") {
-      const openSteps = view.openSteps || (view.openSteps = new Set());
-      parts.push(renderToolStep(block, results.get(block.id), { streaming, openSteps }));
-    }
+      node = keptToolStep(view, kept, index, block, results.get(block.id), streaming);
+    } else kept.delete(index);
+    if (node) parts.push(node);
   });
+  for (const index of kept.keys()) if (index >= message.content.length) kept.delete(index);
+  const shows = streaming && showsAnything(message);
+  if (streaming && !shows) parts.push(typingDots(view));
   setChildren(body, parts);
-  if (streaming) body.append(...streamingIndicator(body));
+  if (shows) placeCaret(view);
 }
 
-// Thinking is shown collapsed, above the answer; the open/closed choice survives re-renders while the reply
-// streams.
-function renderThinking(view, text, inProgress) {
-  const details = element("details", "thinking");
-  details.open = Boolean(view.thinkingOpen);
-  const summary = element("summary", "", inProgress ? "Thinking…" : "Thought process");
-  details.append(summary, element("div", "thinking-text", text));
-  details.addEventListener("toggle", () => (view.thinkingOpen = details.open));
-  return details;
-}
-
-function streamingIndicator(body) {
-  if (!body.textContent.trim()) {
-    const dots = element("span", "typing-dots");
-    dots.setAttribute("aria-hidden", "true");
-    dots.append(element("span"), element("span"), element("span"));
-    return [dots];
+// The notices above the answer (why Auto chose the model, a fallback, history left out), each kept while its
+// text stays the same.
+function keptNotices(view) {
+  const { message } = view;
+  const wanted = (message.notices || []).map((notice) => ["message-notice", notice]);
+  if (message.route_reason) {
+    const reason = `Auto chose ${modelName(message.model)}: ${message.route_reason}.`;
+    wanted.unshift(["message-notice route-note", reason]);
   }
-  let host = body;
+  const before = view.notices || new Map();
+  view.notices = new Map();
+  return wanted.map(([className, text], index) => {
+    const key = `${index} ${className} ${text}`;
+    const node = before.get(key) || element("p", className, text);
+    view.notices.set(key, node);
+    return node;
+  });
+}
+
+// The node kept for block `index` if it was made for a block of this type, or a new one.
+function keptFor(kept, index, type, make) {
+  let entry = kept.get(index);
+  if (!entry || entry.type !== type) {
+    entry = { type, ...make() };
+    kept.set(index, entry);
+  }
+  return entry;
+}
+
+function keptMarkdown(kept, index, block) {
+  const entry = keptFor(kept, index, "text", () => ({ node: element("div", "markdown") }));
+  renderMarkdown(entry.node, block.text || "");
+  return entry.node;
+}
+
+// Thinking is shown collapsed, above the answer; the open/closed choice (one for the view) survives a snapshot
+// that rebuilds it. While the reply streams, the text only grows: the new part is appended to the one text node,
+// so the cost is the delta's and a selection in the text stays.
+function keptThinking(view, kept, index, block, inProgress) {
+  const entry = keptFor(kept, index, "thinking", () => {
+    const node = element("details", "thinking");
+    node.open = Boolean(view.thinkingOpen);
+    node.addEventListener("toggle", () => (view.thinkingOpen = node.open));
+    const summary = element("summary");
+    const text = document.createTextNode("");
+    const holder = element("div", "thinking-text");
+    holder.append(text);
+    node.append(summary, holder);
+    return { node, summary, text, shown: "" };
+  });
+  const text = block.thinking || "";
+  if (text !== entry.shown) {
+    if (text.length > entry.shown.length && text.startsWith(entry.shown)) {
+      entry.text.appendData(text.slice(entry.shown.length));
+    } else entry.text.data = text;
+    entry.shown = text;
+  }
+  const label = inProgress ? "Thinking…" : "Thought process";
+  if (entry.summary.textContent !== label) entry.summary.textContent = label;
+  return entry.node;
+}
+
+// A tool step is rebuilt only when what it shows changed: its input (the JSON text grows while it streams), its
+// result, or its state (a call without a result is running while the reply streams, not run once it is over).
+// The open ones stay open (`openSteps`). A snapshot (a `message` frame) brings new objects: their input is then
+// compared by the text the step shows, once.
+function keptToolStep(view, kept, index, block, result, streaming) {
+  const input = block.partial_json !== undefined ? block.partial_json : block.input;
+  let state = streaming ? "running" : "skipped";
+  if (result) state = result.is_error ? "error" : "done";
+  const content = result ? result.content : undefined;
+  let entry = kept.get(index);
+  if (entry && entry.type !== "tool_use") entry = null;
+  const text = entry && entry.shown.input === input ? entry.shown.text : toolInput(block).text;
+  const shown = { input, text, state, content };
+  if (entry && entry.shown.text === text && entry.shown.state === state && entry.shown.content === content) {
+    entry.shown = shown;
+    return entry.node;
+  }
+  const openSteps = view.openSteps || (view.openSteps = new Set());
+  const node = renderToolStep(block, result, { streaming, openSteps });
+  kept.set(index, { type: "tool_use", node, shown });
+  return node;
+}
+
+// Whether a streaming reply shows anything yet (decided from the message, not by reading the body's text): a
+// notice, a thinking block or a tool step (each has a visible summary), or a text block with a non-blank
+// character. Before that, typing dots; after, a caret.
+function showsAnything(message) {
+  if (message.route_reason || (message.notices || []).length) return true;
+  const shows = (block) =>
+    block.type === "thinking" || block.type === "tool_use" || (block.type === "text" && /\S/.test(block.text || ""));
+  return message.content.some(shows);
+}
+
+function typingDots(view) {
+  if (!view.dots) {
+    view.dots = element("span", "typing-dots");
+    view.dots.setAttribute("aria-hidden", "true");
+    view.dots.append(element("span"), element("span"), element("span"));
+  }
+  return view.dots;
+}
+
+// The caret goes at the end of the last paragraph or list item: down the last children only, never a scan of the
+// whole reply. One caret per view, moved from frame to frame.
+function placeCaret(view) {
+  let host = view.body;
   while (host.lastElementChild && CARET_CONTAINERS.has(host.lastElementChild.tagName)) {
     host = host.lastElementChild;
   }
-  const caret = element("span", "caret");
-  caret.setAttribute("aria-hidden", "true");
-  host.append(caret);
-  return [];
+  if (!view.caret) {
+    view.caret = element("span", "caret");
+    view.caret.setAttribute("aria-hidden", "true");
+  }
+  host.append(view.caret);
 }
 
 // How full the context window is: the measure of the path's latest reply (its request's input plus its output).
