@@ -12,6 +12,8 @@ from test_browser import browser, send, server_url, sign_up_and_start_a_chat  # 
 pytestmark = pytest.mark.browser
 
 PHONE = {"width": 390, "height": 844}
+# The width up to which chat.css puts the header's tools on a line of their own (its 480px media query).
+PHONE_WIDTH = 480
 VIEWPORTS = [PHONE, {"width": 360, "height": 800}, {"width": 768, "height": 1024}]
 LONG_WORD = "Supercalifragilistic" * 12
 LONG_TITLE = "A very long conversation title about " + "pneumonoultramicroscopicsilicovolcanoconiosis" * 3
@@ -85,6 +87,18 @@ def test_nothing_scrolls_sideways(browser, conversation, viewport):  # noqa: F81
         assert horizontal_overflow(page) <= 0
         assert inside_viewport(page, "#chat-title")
         assert inside_viewport(page, "#composer")
+        # The header's tools stay on one line (scrolled sideways on a phone, never wrapped down the screen), and
+        # the last of them can be scrolled to.
+        if viewport["width"] <= PHONE_WIDTH:
+            middles = page.eval_on_selector_all(
+                ".chat-header-tools > :not([hidden])",
+                "tools => tools.map((tool) => { const box = tool.getBoundingClientRect(); return box.top + box.height / 2; })",
+            )
+            assert len(middles) >= 5 and max(middles) - min(middles) < 2, middles
+        last = page.locator(".chat-header-tools > :not([hidden])").last
+        last.scroll_into_view_if_needed()
+        box = last.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"] + 0.5
         # The wide code line scrolls inside its own block.
         code = page.locator(f"{REPLY} pre code").first
         assert WIDE_CODE in code.inner_text()
