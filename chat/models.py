@@ -14,6 +14,14 @@ class ThinkingLevel(models.TextChoices):
     HIGH = "high"
 
 
+class CacheTtl(models.TextChoices):
+    """The prompt cache's time to live for a conversation's breakpoints: 5 minutes (writes cost 1.25x input) or
+    1 hour (writes cost 2x, worth it when the next turn is likely to come after 5 minutes)."""
+
+    FIVE_MINUTES = "5m", "5 minutes"
+    ONE_HOUR = "1h", "1 hour"
+
+
 class TitleSource(models.TextChoices):
     """Who gave a conversation its title: its first message, the model (a short summary written once, after the
     first reply that completes: chat/titles.py), or the user (a rename). The model replaces only a first
@@ -35,6 +43,10 @@ class Conversation(models.Model):
     thinking = models.CharField(
         max_length=8, choices=ThinkingLevel.choices, default=ThinkingLevel.OFF,
         help_text="Extended thinking: a token budget, or an effort level on models that think adaptively.",
+    )
+    cache_ttl = models.CharField(
+        max_length=4, choices=CacheTtl.choices, default=CacheTtl.FIVE_MINUTES,
+        help_text="How long the prompt cache keeps this conversation's prefix after each use.",
     )
     project = models.ForeignKey(
         "projects.Project", on_delete=models.SET_NULL, null=True, blank=True, related_name="conversations",
@@ -84,6 +96,9 @@ class Message(models.Model):
 
     class Status(models.TextChoices):
         STREAMING = "streaming"
+        # Submitted as a Message Batch ("not urgent: half price"): no generation owns it; the batch worker
+        # stores its reply when the batch has ended (batches/).
+        QUEUED = "queued"
         COMPLETE = "complete"
         STOPPED = "stopped"
         FAILED = "failed"
@@ -161,15 +176,23 @@ class ApiCall(models.Model):
         STOPPED = "stopped"
 
     class Purpose(models.TextChoices):
-        """What the call was for: a reply (its requests, tool rounds and fallbacks), or a conversation's title
-        (chat/titles.py; its row has the conversation and no message). Every sum of spend counts both."""
+        """What the call was for: a reply (its requests, tool rounds and fallbacks), a conversation's title
+        (chat/titles.py; its row has the conversation and no message), a reply made in a Message Batch (priced
+        at the batch rate, batches/), or a call of the Anthropic-compatible API made with a personal key
+        (apikeys/; its row names the key and has no conversation). Every sum of spend counts them all."""
 
         REPLY = "reply"
         TITLE = "title"
+        BATCH = "batch"
+        API = "api"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="api_calls")
     conversation = models.ForeignKey(Conversation, on_delete=models.SET_NULL, null=True, related_name="api_calls")
     message = models.ForeignKey(Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="api_calls")
+    api_key = models.ForeignKey(
+        "apikeys.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="api_calls",
+        help_text="The personal API key the call was made with; empty for the chat's own calls.",
+    )
     model = models.CharField(max_length=100)
     purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.REPLY)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OK)

@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "projects",
     "shares",
     "search",
+    "apikeys",
 ]
 
 MIDDLEWARE = [
