@@ -39,6 +39,8 @@ run: install
 	@echo "  Sign up in the browser (without EMAIL_URL the sign-up link is printed here), or create an admin with: $(BIN)/python manage.py createsuperuser"
 	@echo "  Admin: http://$(HOST):$(PORT)/admin/"
 	@echo ""
+	@# The batch worker (half-price replies, docs/batches.md) runs beside the server and stops with it.
+	$(BIN)/python manage.py batches_work & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	DJANGO_BIND_HOST=$(HOST) OFFLINE_MODEL_TOKENS_PER_SECOND=$${OFFLINE_MODEL_TOKENS_PER_SECOND:-60} $(BIN)/uvicorn --host $(HOST) \
 		--port $(PORT) $(SERVER_FLAGS) $(PROXY_FLAGS) config.asgi:application
 

@@ -8,10 +8,12 @@ from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 
+from accounts.countries import COUNTRIES
 from accounts.mail import mail_send_later
 from accounts.models import Theme, User
 from accounts.registration import registration_policy, sign_up_allowed
 from chat.llm.registry import AUTO, model_for, models_offered
+from chat.models import ThinkingLevel
 
 
 class SignUpForm(forms.Form):
@@ -67,10 +69,24 @@ class UserSettingsForm(forms.ModelForm):
         help_text="It can only lower your budget, never raise it: you can spend up to whichever is lower. "
         "Empty: no cap of your own. 0: nothing may be spent.",
     )
+    # The approximate place web search is told (chat/llm/server_tools.py `user_location`), with the time zone.
+    location_country = forms.ChoiceField(
+        label="Country", required=False, choices=[("", "Not given"), *COUNTRIES],
+        help_text="With the city and region: where web search looks for local results. Empty says nothing.",
+    )
+
+    # Thinking for new conversations; each conversation's Settings dialog shows how its model takes it.
+    default_thinking = forms.ChoiceField(
+        label="Thinking", choices=ThinkingLevel.choices, required=False,
+        help_text="How much new conversations think before they answer: an effort level on models that think "
+        "adaptively, a token budget on the others. More thinking helps hard questions and costs output tokens.",
+    )
 
     class Meta:
         model = User
-        fields = ("default_model", "system_prompt", "time_zone", "theme", "monthly_cap")
+        fields = ("default_model", "default_thinking", "system_prompt", "time_zone", "theme", "monthly_cap",
+                  "batch_email",
+                  "location_city", "location_region", "location_country")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -83,6 +99,10 @@ class UserSettingsForm(forms.ModelForm):
         self.fields["time_zone"].choices = [(name, name) for name in sorted(zoneinfo.available_timezones())]
         self.fields["theme"].label = "Appearance"
         self.fields["theme"].help_text = "Light, dark, or your device's. The sidebar has a quick switch too."
+
+    def clean_default_thinking(self):
+        """Left out of the form (an older page): the user keeps their default."""
+        return self.cleaned_data["default_thinking"] or self.instance.default_thinking
 
     def clean_time_zone(self):
         """The choices are the system's zones; ZoneInfo must also load the one picked."""

@@ -48,6 +48,25 @@ class User(AbstractUser):
     rate_limit_tokens_per_minute = models.PositiveIntegerField(
         null=True, blank=True, help_text="Tokens (input and output) per minute. Empty: the site default. 0: no limit."
     )
+    batch_email = models.BooleanField(
+        "Email me when a half-price reply is ready", default=False,
+        help_text="Replies sent \u201cNot urgent: half price\u201d can take up to a day (batches/).",
+    )
+    # Thinking for new conversations: one of chat.models.ThinkingLevel's values (chat depends on accounts, so
+    # the choices are checked by the settings form, not here).
+    default_thinking = models.CharField(
+        max_length=8, default="off", help_text="How much new conversations think before they answer."
+    )
+    # The approximate location the web search tool is told (the API's `user_location`), with `time_zone`.
+    location_city = models.CharField("city", max_length=100, blank=True)
+    location_region = models.CharField("region", max_length=100, blank=True)
+    location_country = models.CharField(
+        "country", max_length=2, blank=True, help_text="Two-letter ISO 3166-1 code, such as NZ or DE."
+    )
+    memory_enabled = models.BooleanField(
+        "Let Claude keep memories", default=True,
+        help_text="Claude may save notes between conversations with the memory tool, when an admin has enabled it.",
+    )
 
     class Meta(AbstractUser.Meta):
         constraints = [

@@ -33,7 +33,8 @@ class SignUpRefused(Exception):
 
 def user_settings_update(
     *, user: User, default_model: str, system_prompt: str, time_zone: str, theme: str,
-    monthly_cap: Decimal | None, request=None,
+    monthly_cap: Decimal | None, batch_email: bool = False, location_city: str = "", location_region: str = "",
+    location_country: str = "", default_thinking: str = "", request=None,
 ) -> None:
     """New conversations take the defaults when they are created; existing ones keep their own. The cap is
     the user's own and only ever lowers what their budgets allow (billing's admission takes the lowest); a
@@ -47,8 +48,15 @@ def user_settings_update(
     user.time_zone_confirmed = user.time_zone_confirmed or time_zone != previous_zone
     user.theme = theme
     user.monthly_cap = monthly_cap
+    user.batch_email = batch_email  # an email when a half-price reply lands (batches/worker.py)
+    # The approximate place web search is told (chat/llm/server_tools.py `user_location`).
+    user.location_city, user.location_region = location_city.strip(), location_region.strip()
+    user.location_country = location_country
+    # New conversations think this much (chat/services.py `conversation_new`); "" keeps what it was.
+    user.default_thinking = default_thinking or user.default_thinking
     user.save(update_fields=[
-        "default_model", "system_prompt", "time_zone", "time_zone_confirmed", "theme", "monthly_cap",
+        "default_model", "system_prompt", "time_zone", "time_zone_confirmed", "theme", "monthly_cap", "batch_email",
+        "location_city", "location_region", "location_country", "default_thinking",
     ])
     if monthly_cap != previous_cap:
         audit_record(

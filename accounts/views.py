@@ -13,6 +13,7 @@ from accounts.forms import PasswordResetForm, SignUpForm, ThemeForm, TimeZoneAns
 from accounts.mail import account_mail_allowed
 from accounts.models import Invite, RegistrationPolicy, User
 from accounts.registration import registration_policy
+from apikeys.views import api_keys_context
 from audit.services import audit_record
 from config.origins import redirect_next
 
@@ -126,7 +127,7 @@ def user_settings(request):
         services.user_settings_update(user=request.user, **form.cleaned_data, request=request)
         messages.success(request, "Settings saved.")
         return redirect("user_settings")
-    return render(request, "accounts/settings.html", {"form": form})
+    return render(request, "accounts/settings.html", {"form": form, **api_keys_context(request.user)})
 
 
 @login_required

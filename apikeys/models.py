@@ -26,9 +26,41 @@ class ApiKey(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
-            # The settings page: a user's keys that still work.
+            # A user's keys that still work: how many there are before one more is made (MAX_OPEN_KEYS).
             models.Index(fields=["user"], condition=Q(revoked_at__isnull=True), name="apikey_user_open"),
         ]
 
     def __str__(self):
         return f"{self.name} ({self.prefix}…)"
+
+
+class ApiPolicy(models.Model):
+    """Whether the API is served, and to whom: one row, edited in the admin (`api_policy()` makes it). With no
+    groups chosen every user may make keys and call it; with some, only members of those groups or of a group
+    below one of them."""
+
+    enabled = models.BooleanField(default=True, help_text="Off: every API call is refused (403).")
+    groups = models.ManyToManyField(
+        "teams.Team", blank=True, related_name="+",
+        help_text="Only members of these groups (or of a group below one) may use the API. Empty: everyone.",
+    )
+
+    class Meta:
+        verbose_name = "API policy"
+        verbose_name_plural = "API policy"
+
+    def __str__(self):
+        return "API policy"
+
+
+class KeyReservation(models.Model):
+    """Which key a reservation (billing.Reservation) is held for, so the key's monthly cap counts what its calls
+    in flight may still spend. It goes with its reservation: settling, or the stale sweep, deletes both."""
+
+    reservation = models.OneToOneField(
+        "billing.Reservation", on_delete=models.CASCADE, primary_key=True, related_name="api_hold"
+    )
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="holds")
+
+    def __str__(self):
+        return f"reservation {self.reservation_id} for {self.api_key}"

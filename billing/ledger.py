@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from billing import selectors
 from chat.llm.pricing import TokenUsage, usage_cost
+from chat.llm.server_tools import server_tool_cost
 from chat.models import ApiCall, Conversation, Message
 
 # One line per upstream call, for operators who follow spend in their logs (see `ledger_log`).
@@ -42,7 +43,9 @@ class UpstreamRequest:
     first_token_ms: int | None = None
     latency_ms: int | None = None
     is_fallback: bool = False
-    purpose: str = ApiCall.Purpose.REPLY  # a reply's request, or a conversation's title (chat/titles.py)
+    purpose: str = ApiCall.Purpose.REPLY  # a reply's request, a conversation's title, a batch's (batch rate)
+    api_key_id: int | None = None  # the personal key of a call of the API (apikeys/)
+    server_tool_use: dict = field(default_factory=dict)  # the usage's server tool counts ({"web_search_requests": 2})
 
 
 def ledger_record(
@@ -68,7 +71,10 @@ def _request_rows(
 ) -> list[ApiCall]:
     """A request's rows: the failed attempts the SDK retried, then the last one, which carries the usage."""
     prices = selectors.price_for_model(request.model)
-    cost = usage_cost(request.usage, prices)
+    if request.purpose == ApiCall.Purpose.BATCH:
+        prices = selectors.batch_prices(prices)  # the snapshot is the batch rate, so cost = usage x snapshot
+    tool_cost = server_tool_cost(request.server_tool_use)
+    cost = usage_cost(request.usage, prices) + tool_cost
     attempts = request.attempts or [UpstreamAttempt(http_status=None, error=request.error)]
     rows = []
     for number, attempt in enumerate(attempts, start=1):
@@ -77,12 +83,15 @@ def _request_rows(
             user_id=user_id,
             conversation_id=conversation_id,
             message=message,
+            api_key_id=request.api_key_id,
             model=request.model,
             purpose=request.purpose,
             status=request.status if is_last else ApiCall.Status.ERROR,
             **asdict(request.usage if is_last else TokenUsage()),  # the token kinds are ApiCall's column names
             price_snapshot=prices.as_dict(),
             cost=cost if is_last else 0,
+            server_tool_use=request.server_tool_use if is_last else {},
+            server_tool_cost=tool_cost if is_last else 0,
             latency_ms=request.latency_ms if is_last else attempt.latency_ms,
             first_token_ms=request.first_token_ms if is_last else None,
             stop_reason=request.stop_reason if is_last else "",
@@ -149,9 +158,11 @@ def _log_fields(call: ApiCall) -> dict:
         "message": call.message_id,
         "model": call.model,
         "purpose": call.purpose,
+        "api_key": call.api_key_id,
         "status": call.status,
         **{kind.name: getattr(call, kind.name) for kind in fields(TokenUsage)},
         "cost": str(call.cost),
+        "server_tool_use": call.server_tool_use,
         "latency_ms": call.latency_ms,
         "first_token_ms": call.first_token_ms,
         "stop_reason": call.stop_reason,

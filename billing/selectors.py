@@ -11,15 +11,16 @@ from decimal import Decimal
 from typing import Literal
 
 from django.conf import settings
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone as django_timezone
 
 from billing.models import Price, Reservation
 from chat.llm.catalog import model_spec
-from chat.llm.pricing import COST_QUANTUM, MILLION, TokenUsage, usage_cost
+from chat.llm.pricing import BATCH_DISCOUNT, COST_QUANTUM, TokenUsage, usage_cost
 from chat.llm.tokens import estimate_tokens
-from chat.models import ApiCall, Attachment, Conversation, Message
+from chat.llm.cache_plan import document_wants_one_hour
+from chat.models import ApiCall, Attachment, CacheTtl, Conversation, Message
 from chat.selectors import Tree
 from projects.selectors import project_in_reach
 from teams import selectors as team_selectors
@@ -44,6 +45,13 @@ def price_for_model(model_id: str) -> Price:
     """The admins' price for `model_id`; without a row, the catalog's (for an unknown id, its conservative
     default). The fallback is an unsaved Price so callers handle one type."""
     return Price.objects.filter(model=model_id).first() or Price.from_catalog(model_spec(model_id))
+
+
+def batch_prices(prices: Price) -> Price:
+    """`prices` at the Message Batches rate (every kind times BATCH_DISCOUNT), unsaved: what a batch request's
+    reservation is sized by and what its ledger row is charged and snapshots (batches/)."""
+    kinds = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
+    return Price(model=prices.model, **{kind: Decimal(getattr(prices, kind)) * BATCH_DISCOUNT for kind in kinds})
 
 
 def prices_in_force(model_ids) -> dict[str, Price]:
@@ -109,14 +117,15 @@ class BudgetLimit:
     """One budget a send must fit in: the user's own (`user`), the lower cap they set themselves (`cap`), or
     that of a group they are in or one above it (`group`, with its `team`)."""
 
-    kind: Literal["user", "cap", "group"]
+    kind: Literal["user", "cap", "group", "key"]
     status: BudgetStatus
     team: Team | None = None
 
 
-def budget_limits(user, *, teams: list[Team], tree: team_selectors.Tree) -> list[BudgetLimit]:
+def budget_limits(user, *, teams: list[Team], tree: team_selectors.Tree, api_key=None) -> list[BudgetLimit]:
     """Every budget that a send by `user` must fit: theirs, their cap, and those of `teams` (the budgeted
-    groups above them; admission passes them locked). The user's spend is read once for budget and cap."""
+    groups above them; admission passes them locked), and, for a call of the API, the monthly cap of its key
+    (`api_key`, apikeys.ApiKey; kind `key`). The user's spend is read once for budget and cap."""
     limits = []
     budget, cap = user_budget(user), user.monthly_cap
     if budget is not None or cap is not None:
@@ -124,7 +133,18 @@ def budget_limits(user, *, teams: list[Team], tree: team_selectors.Tree) -> list
         limits += [BudgetLimit(kind, BudgetStatus(amount, spent, reserved))
                    for kind, amount in (("user", budget), ("cap", cap)) if amount is not None]
     statuses = team_budget_statuses(teams, tree)
-    return limits + [BudgetLimit("group", statuses[team.pk], team) for team in teams]
+    limits += [BudgetLimit("group", statuses[team.pk], team) for team in teams]
+    if api_key is not None and api_key.monthly_cap is not None:
+        limits.append(BudgetLimit("key", key_budget_status(api_key)))
+    return limits
+
+
+def key_budget_status(api_key) -> BudgetStatus:
+    """A key's monthly cap, what its calls spent this month (the ledger rows that name it: the index of the
+    foreign key) and what its calls in flight hold (apikeys.KeyReservation)."""
+    spent = ApiCall.objects.filter(api_key=api_key, created_at__gte=month_start()).aggregate(total=Sum("cost"))
+    reserved = Reservation.objects.filter(api_hold__api_key=api_key).aggregate(total=Sum("amount"))
+    return BudgetStatus(api_key.monthly_cap, spent["total"] or ZERO, reserved["total"] or ZERO)
 
 
 def team_budget_statuses(teams, tree: team_selectors.Tree) -> dict[int, BudgetStatus]:
@@ -192,6 +212,9 @@ class RequestEstimate:
     input_tokens: int
     output_tokens: int
     cost: Decimal
+    # The dearest cache TTL the request's breakpoints may use ("5m" or "1h": chat/llm/cache_plan.py), which prices
+    # the worst case of its cache writes.
+    cache_ttl: str = "5m"
 
 
 def request_estimate(
@@ -221,23 +244,34 @@ def request_estimate(
     if project:
         carried |= Q(project=project)
     attachments = Attachment.objects.filter(carried)
-    attachment_tokens = attachments.aggregate(total=Sum("tokens"))["total"] or 0
+    sums = attachments.aggregate(
+        total=Sum("tokens"), longest_document=Max("tokens", filter=~Q(kind=Attachment.Kind.IMAGE)),
+    )
+    attachment_tokens = sums["total"] or 0
     input_tokens = min(estimate_tokens(prompt) + attachment_tokens, spec.context_window)
     output_tokens = max_tokens or min(settings.CHAT_MAX_OUTPUT_TOKENS, spec.max_output)
     prices = prices or price_for_model(model)
     cost = usage_cost(TokenUsage(input_tokens=input_tokens, output_tokens=output_tokens), prices)
-    return RequestEstimate(input_tokens, output_tokens, cost)
+    # A conversation kept for an hour, or a long document (which moves every breakpoint before it to an hour),
+    # may write the whole prefix at the 1-hour price.
+    one_hour = conversation.cache_ttl == CacheTtl.ONE_HOUR or document_wants_one_hour(
+        sums["longest_document"] or 0, settings.CACHE_1H_MIN_TOKENS
+    )
+    return RequestEstimate(input_tokens, output_tokens, cost, cache_ttl="1h" if one_hour else "5m")
 
 
-def reply_worst_case(*, input_tokens: int, max_tokens: int, requests: int, window: int, prices) -> Decimal:
+def reply_worst_case(
+    *, input_tokens: int, max_tokens: int, requests: int, window: int, prices, cache_ttl: str = "5m"
+) -> Decimal:
     """The most a reply of `requests` requests can cost: each request's input (the estimate, plus what every
     request carries beside the conversation) grows by the previous answer and tool results (never past the
-    window), every input token is priced as a cache write (the dearest kind
-    of input: the breakpoints may write all of it), and every request writes its full `max_tokens`."""
+    window), every input token is priced as a cache write (the dearest kind of input: the breakpoints may
+    write all of it) of `cache_ttl`, "5m" or "1h", and every request writes its full `max_tokens`."""
     total = ZERO
     for round_number in range(requests):
         grown = input_tokens + REQUEST_OVERHEAD_TOKENS + round_number * (max_tokens + TOOL_RESULT_TOKENS)
-        usage = TokenUsage(cache_creation_5m_input_tokens=min(grown, window), output_tokens=max_tokens)
+        written = {f"cache_creation_{cache_ttl}_input_tokens": min(grown, window)}
+        usage = TokenUsage(**written, output_tokens=max_tokens)
         total += usage_cost(usage, prices)
     return total
 
@@ -266,9 +300,11 @@ def ledger_totals(calls: QuerySet[ApiCall]) -> dict:
         cache_creation_5m_input_tokens=Sum("cache_creation_5m_input_tokens"),
         cache_creation_1h_input_tokens=Sum("cache_creation_1h_input_tokens"),
         cost=Sum("cost"),
+        server_tool_cost=Sum("server_tool_cost"),  # part of `cost`: web searches, billed beside the tokens
     )
     totals = {name: value or 0 for name, value in totals.items()}
     totals["cost"] = Decimal(totals["cost"]).quantize(COST_QUANTUM)
+    totals["server_tool_cost"] = Decimal(totals["server_tool_cost"]).quantize(COST_QUANTUM)
     return totals
 
 
@@ -338,27 +374,3 @@ def spend_by_conversation(calls: QuerySet[ApiCall]) -> list[dict]:
 
 def conversation_cost(conversation: Conversation) -> Decimal:
     return ApiCall.objects.filter(conversation=conversation).aggregate(total=Sum("cost"))["total"] or ZERO
-
-
-def cache_hit_ratio(totals: dict) -> float | None:
-    """Cache reads over all input tokens (uncached, cache reads and cache writes); None without input."""
-    read = totals["cache_read_input_tokens"]
-    every_input = (read + totals["input_tokens"] + totals["cache_creation_5m_input_tokens"]
-                   + totals["cache_creation_1h_input_tokens"])
-    return read / every_input if every_input else None
-
-
-def cache_savings(calls: QuerySet[ApiCall]) -> Decimal:
-    """What the cache reads in `calls` would have cost at the full input price, minus what they cost, each at
-    the prices its call was charged (the snapshot). Grouped by snapshot, so it is one row per price period."""
-    groups = (
-        calls.order_by()
-        .filter(cache_read_input_tokens__gt=0)
-        .values("model", "price_snapshot")
-        .annotate(read=Sum("cache_read_input_tokens"))
-    )
-    saved = ZERO
-    for group in groups:
-        prices = group["price_snapshot"] or price_for_model(group["model"]).as_dict()
-        saved += group["read"] * (Decimal(prices["input"]) - Decimal(prices["cache_read"])) / MILLION
-    return saved.quantize(COST_QUANTUM)

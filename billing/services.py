@@ -18,8 +18,10 @@ from django.urls import reverse
 
 from billing import selectors
 from billing.models import BudgetAlert, Reservation
+from chat.llm import registry
 from chat.llm.catalog import model_spec
 from chat.llm.pricing import MILLION, TokenUsage
+from chat.llm.server_tools import server_tools_enabled, server_tools_worst_case
 from chat.models import Conversation
 from chat.refusals import Refusal
 from chat.selectors import Tree
@@ -58,7 +60,7 @@ class Hold:
 
 def request_admit(
     *, user, conversation: Conversation, text: str, model: str, max_tokens: int, attachment_ids: list[int] = (),
-    conversation_tree: Tree | None = None,
+    conversation_tree: Tree | None = None, batch: bool = False,
 ) -> Hold:
     """What to reserve for a reply from `model` of at most `max_tokens` a request, or RequestRefused.
 
@@ -68,22 +70,52 @@ def request_admit(
     with the returned Hold are one step, and concurrent sends, by one user or by several members of a group,
     cannot overspend. The budget is checked before the rate limits count the request, so a request refused for
     its budget uses no quota. `conversation_tree`: the conversation's tree, when the caller has read it already.
+    `batch`: a reply queued in a Message Batch (batches/): one request, no tool rounds, at the batch price.
     """
     prices = selectors.price_for_model(model)
+    if batch:
+        prices = selectors.batch_prices(prices)
     estimate = selectors.request_estimate(
         conversation=conversation, text=text, model=model, attachment_ids=attachment_ids, max_tokens=max_tokens,
         prices=prices, tree=conversation_tree,
     )
     teams, tree = _budget_teams_lock(user)
     limits = selectors.budget_limits(user, teams=teams, tree=tree)
-    hold = _hold_within_budget(limits, model, prices, estimate)
+    rounds = 1 if batch else settings.CHAT_TOOL_MAX_ROUNDS + 1
+    # The reply may use every enabled server tool its max_uses times, over all its requests (searches are billed
+    # per use; chat/llm/server_tools.py offers a later request only what the reply has left).
+    server_tools = server_tools_worst_case(server_tools_enabled(), supported=registry.model_for(model).server_tools)
+    hold = _hold_within_budget(limits, model, prices, estimate, rounds, server_tools)
     _rate_limits_take(user, estimate.input_tokens)
     return hold
 
 
-def request_admit_whole(*, user, model: str, input_tokens: int, max_tokens: int) -> Hold:
+def batch_admit(*, user, model: str, requests: list[tuple[int, int]]) -> list[Hold]:
+    """What to reserve for each request of a bulk Message Batch (batches/), `(input_tokens, max_tokens)` each,
+    at the batch price, or RequestRefused: the whole batch's worst case fits every budget, or nothing is held.
+    As `request_admit_whole`: the caller holds the transaction and has locked the user's row. The rate limits
+    count the batch as one request (it is one upstream call) with all its input tokens."""
+    prices = selectors.batch_prices(selectors.price_for_model(model))
+    window = model_spec(model).context_window
+    holds = [
+        Hold(selectors.reply_worst_case(
+            input_tokens=input_tokens, max_tokens=max_tokens, requests=1, window=window, prices=prices,
+        ), input_tokens, max_tokens=max_tokens, tool_rounds=0)
+        for input_tokens, max_tokens in requests
+    ]
+    teams, tree = _budget_teams_lock(user)
+    tightest = _tightest_budget(selectors.budget_limits(user, teams=teams, tree=tree))
+    total = sum((hold.amount for hold in holds), Decimal(0))
+    if tightest is not None and tightest.status.remaining < total:
+        raise _too_little_left(tightest, total)
+    _rate_limits_take(user, sum(hold.input_tokens for hold in holds))
+    return holds
+
+
+def request_admit_whole(*, user, model: str, input_tokens: int, max_tokens: int, api_key=None) -> Hold:
     """What to reserve for one request of about `input_tokens` in and at most `max_tokens` out, made for the
-    user but not asked for by them (a conversation's title, chat/titles.py), or RequestRefused.
+    user but not asked for by them (a conversation's title, chat/titles.py), or made with their personal key
+    `api_key` (apikeys/, whose monthly cap is one more budget), or RequestRefused.
 
     As `request_admit`: the caller holds the transaction and has locked the user's row, the budgeted groups'
     rows are locked here, the budget is checked before the rate limits count the request. Unlike a reply, the
@@ -93,9 +125,10 @@ def request_admit_whole(*, user, model: str, input_tokens: int, max_tokens: int)
     amount = selectors.reply_worst_case(
         input_tokens=input_tokens, max_tokens=max_tokens, requests=1,
         window=model_spec(model).context_window, prices=prices,
+        cache_ttl="5m" if api_key is None else "1h",  # an API call sets its own cache_control, 1h the dearest
     )
     teams, tree = _budget_teams_lock(user)
-    limits = selectors.budget_limits(user, teams=teams, tree=tree)
+    limits = selectors.budget_limits(user, teams=teams, tree=tree, api_key=api_key)
     tightest = _tightest_budget(limits)
     if tightest is not None and tightest.status.remaining < amount:
         raise _too_little_left(tightest, amount)
@@ -135,6 +168,8 @@ def _budget_words(limit: selectors.BudgetLimit) -> tuple[str, str]:
     """Whose budget it is and its name, for notices and refusals: ("your group Marketing's", "budget")."""
     if limit.kind == "cap":
         return "your own", "cap"
+    if limit.kind == "key":
+        return "this API key's", "cap"
     if limit.kind == "group":
         return f"your group {limit.team.name}'s", "budget"
     return "your", "budget"
@@ -176,6 +211,12 @@ def _exhausted(limit: selectors.BudgetLimit, resets: str) -> RequestRefused:
             f"({_dollars(status.spent)} spent). New requests are refused until {resets}, unless you raise it "
             "in your settings."
         )
+    elif limit.kind == "key":
+        detail = (
+            f"This API key has used its monthly cap of {_dollars(status.budget)} ({_dollars(status.spent)} "
+            f"spent). Its calls are refused until {resets}: make a key with a higher cap in your settings, or "
+            "ask an admin to raise this one's."
+        )
     elif limit.kind == "group":
         detail = (
             f"Your group {limit.team.name} has used its monthly budget of {_dollars(status.budget)} "
@@ -190,20 +231,23 @@ def _exhausted(limit: selectors.BudgetLimit, resets: str) -> RequestRefused:
     return RequestRefused("budget_exceeded", detail)
 
 
-def _hold_within_budget(limits: list[selectors.BudgetLimit], model: str, prices, estimate) -> Hold:
-    """The whole reply's worst case when every budget has room for it; else a reply cut to what the tightest
-    budget has left (one request, fewer output tokens), said in its notice; else a refusal that names the
-    budget in the way."""
+def _hold_within_budget(
+    limits: list[selectors.BudgetLimit], model: str, prices, estimate, rounds: int,
+    server_tools: Decimal = Decimal(0),
+) -> Hold:
+    """The whole reply's worst case (`rounds` requests, plus `server_tools`: what their server tool use can cost
+    beside the tokens) when every budget has room for it; else a reply cut to what the tightest budget has left
+    (one request, fewer output tokens, no tools: `tool_choice` none, so no server tool either), said in its
+    notice; else a refusal that names the budget in the way."""
     spec = model_spec(model)
-    rounds = settings.CHAT_TOOL_MAX_ROUNDS + 1
 
     def worst(max_tokens: int, requests: int) -> Decimal:
         return selectors.reply_worst_case(
             input_tokens=estimate.input_tokens, max_tokens=max_tokens, requests=requests,
-            window=spec.context_window, prices=prices,
+            window=spec.context_window, prices=prices, cache_ttl=estimate.cache_ttl,
         )
 
-    full = worst(estimate.output_tokens, rounds)
+    full = worst(estimate.output_tokens, rounds) + server_tools
     tightest = _tightest_budget(limits)
     if tightest is None:
         return Hold(full, estimate.input_tokens)

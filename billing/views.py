@@ -4,11 +4,13 @@ from decimal import Decimal
 from django.contrib import admin
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone as django_timezone
 from django.views.decorators.http import require_GET
 
-from billing import selectors
+from apikeys.selectors import spend_by_key
+from billing import cache_report, selectors
 from chat.llm.pricing import COST_QUANTUM
 from config.spreadsheets import csv_response
 
@@ -55,7 +57,9 @@ def usage(request):
         "totals": selectors.ledger_totals(calls),
         "chart": spend_chart(by_day),
         "by_model": selectors.spend_by_model(calls),
-        "by_conversation": selectors.spend_by_conversation(calls),
+        # The API's calls belong to no conversation: they have their own lines, per key.
+        "by_conversation": selectors.spend_by_conversation(calls.filter(api_key__isnull=True)),
+        "by_key": spend_by_key(calls),
     })
 
 
@@ -78,7 +82,7 @@ def admin_usage(request):
     days, first = _dashboard_period(request)
     calls = selectors.calls_since(_midnight(first))
     totals = selectors.ledger_totals(calls)
-    hit_ratio = selectors.cache_hit_ratio(totals)
+    cache = cache_report.cache_totals(calls)
     by_team = selectors.spend_by_team(since=_midnight(first))
     return render(request, "admin/billing/usage.html", {
         **admin.site.each_context(request),
@@ -92,8 +96,8 @@ def admin_usage(request):
         "by_user": selectors.spend_by_user(calls),
         "by_team": by_team[:selectors.TOP],
         "team_count": len(by_team),
-        "cache_hit_percent": None if hit_ratio is None else hit_ratio * 100,
-        "cache_savings": selectors.cache_savings(calls),
+        "cache_hit_percent": cache.hit_percent,
+        "cache_savings": cache.saved,
         "error_percent": _percent(totals["errors"], totals["calls"]),
         "fallback_percent": _percent(totals["fallbacks"], totals["calls"]),
     })
@@ -115,3 +119,78 @@ def admin_usage_by_team_csv(request):
 
 def _midnight(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=timezone.utc)
+
+
+# --- the cache report (billing/cache_report.py) ---------------------------------------------------------
+
+CACHE_CSV_HEADER = (
+    "table", "row", "input_tokens", "uncached_input_tokens", "cache_read_input_tokens",
+    "cache_creation_5m_input_tokens", "cache_creation_1h_input_tokens", "hit_rate", "saved",
+)
+
+
+def cache_report_asked(request, calls_since, **options) -> tuple[int | None, cache_report.CacheReport]:
+    """The report the request asks for (`?days=7|30|90`, else this month; `?by=week`, else by day) over the
+    rows `calls_since(since)` returns, already narrowed to what the reader may see: the admins' page, a group's,
+    and their CSVs."""
+    days, since = cache_report.report_period(request.GET.get("days"))
+    report = cache_report.cache_report(
+        calls_since(since), first=since.date(), last=django_timezone.now().date(),
+        bucket=cache_report.report_bucket(request.GET.get("by")), **options,
+    )
+    return days, report
+
+
+def cache_page_context(days: int | None, report: cache_report.CacheReport) -> dict:
+    """What billing/_cache_report.html needs beside the report: the period links and the chart."""
+    return {"report": report, "days": days, "periods": cache_report.PERIODS, "chart": cache_chart(report.series)}
+
+
+def cache_chart(series: list) -> dict:
+    """Geometry of the cache report's bars (billing/_cache_chart.html): each day's or week's hit rate out of
+    100%, with what it saved in the bar's `<title>`. A hit rate, unlike savings, is never negative."""
+    slot = CHART_WIDTH / max(len(series), 1)
+    bars = []
+    for index, (start, figures) in enumerate(series):
+        height = round((figures.hit_rate or 0) * CHART_HEIGHT, 2)
+        bars.append({
+            "start": start, "figures": figures, "height": height, "y": round(CHART_HEIGHT - height, 2),
+            "x": round(index * slot + slot * 0.1, 2), "width": round(slot * 0.8, 2),
+        })
+    return {"width": CHART_WIDTH, "height": CHART_HEIGHT, "bars": bars}
+
+
+def cache_report_csv(report: cache_report.CacheReport, prefix: str, days: int | None) -> HttpResponse:
+    """The report as one table, a row per line of each of its tables (`table`: total, model, user, group, day
+    or week), for a pivot table; named by `prefix` and the period."""
+    lines = [
+        ("total", "", report.total),
+        *(("model", row["model"], row["figures"]) for row in report.by_model),
+        *(("user", row["user__username"] or "(deleted users)", row["figures"]) for row in report.by_user),
+        *(("group", row["team"].name, row["figures"]) for row in report.by_team or ()),
+        *((report.bucket, start.isoformat(), figures) for start, figures in report.series),
+    ]
+    rows = (
+        (table, name, figures.input_tokens, figures.uncached, figures.read, figures.written_5m,
+         figures.written_1h, None if figures.hit_rate is None else round(figures.hit_rate, 6),
+         cost_cell(figures.saved))
+        for table, name, figures in lines
+    )
+    filename = f"{prefix}-{report.first:%Y%m%d}-{f'{days}d' if days else 'month'}-by-{report.bucket}.csv"
+    return csv_response(filename, CACHE_CSV_HEADER, rows)
+
+
+def admin_cache(request):
+    """The admins' cache report: every user's and group's hit rate and savings (top ten users; the CSV has
+    all)."""
+    _admin_ledger_reader(request)
+    days, report = cache_report_asked(request, selectors.calls_since, by_team=True, users=selectors.TOP)
+    return render(request, "admin/billing/cache.html", {
+        **admin.site.each_context(request), "title": "Prompt cache", **cache_page_context(days, report),
+    })
+
+
+def admin_cache_csv(request):
+    _admin_ledger_reader(request)
+    days, report = cache_report_asked(request, selectors.calls_since, by_team=True)
+    return cache_report_csv(report, "cache", days)

@@ -17,6 +17,7 @@ from billing import selectors as billing_selectors
 from billing.money import money
 from chat.attachments.views import file_response, thumbnail_response
 from chat.frames import status_shown
+from chat.llm.server_tools import MAX_USES_LIMIT, SERVER_TOOL_NAMES, options_clean
 from chat.llm.tools import TOOL_NAMES
 from chat.models import ApiCall, Attachment, Conversation, Message, ToolSetting
 from chat.selectors import Tree
@@ -278,16 +279,17 @@ class ApiCallAdmin(SystemRecordAdmin):
 
     # Narrow enough for a laptop (1280 px, filters beside it): each kind of token has its own field on the
     # detail page and in the totals and the CSV; the list shows input with its cached part.
-    list_display = ("when", "user", "reply", "model", "status", "input_shown", "output_shown", "cost_shown",
-                    "latency", "first_token", "attempt_kind")
-    list_filter = (("user", admin.RelatedOnlyFieldListFilter), "model", "purpose", "created_at", "status",
-                   "is_fallback", "is_retry")
+    list_display = ("when", "user", "api_key", "reply", "model", "status", "input_shown", "output_shown",
+                    "cost_shown", "latency", "first_token", "attempt_kind")
+    list_filter = (("user", admin.RelatedOnlyFieldListFilter), ("api_key", admin.RelatedOnlyFieldListFilter),
+                   "model", "purpose", "created_at", "status", "is_fallback", "is_retry")
     search_fields = ("request_id", "user__username", "conversation__title")
-    list_select_related = ("user",)
+    list_select_related = ("user", "api_key")
     date_hierarchy = "created_at"
     # The message as `reply`: a link while the message exists, "deleted" after.
-    shown_as = {"message": "reply", "cost": "cost_shown"}
+    shown_as = {"message": "reply", "cost": "cost_shown", "server_tool_cost": "server_tool_cost_shown"}
     cost_shown = money_column("cost", "cost")
+    server_tool_cost_shown = money_column("server_tool_cost", "server tool cost (part of the cost)")
 
     @admin.display(description="input (cached)", ordering="input_tokens")
     def input_shown(self, call):
@@ -408,18 +410,71 @@ class AttachmentAdmin(SystemRecordAdmin):
 
 
 class ToolSettingForm(forms.ModelForm):
-    name = forms.ChoiceField(choices=[(name, name) for name in TOOL_NAMES])
+    """A tool's switch and, for a server tool (chat/llm/server_tools.py), its options: the domains it may or may
+    not reach (one hostname a line; the API refuses both lists at once) and its most uses per reply."""
+
+    # "memory": the memory tool (chat/llm/memory_tool.py), off unless a row here turns it on.
+    name = forms.ChoiceField(choices=[(name, name) for name in (*TOOL_NAMES, *SERVER_TOOL_NAMES, "memory")])
+    allowed_domains = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Server tools: only these hostnames, one a line (example.com covers its subdomains).",
+    )
+    blocked_domains = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Server tools: never these hostnames, one a line. Give allowed or blocked domains, not both.",
+    )
+    max_uses = forms.IntegerField(
+        required=False, min_value=1, max_value=MAX_USES_LIMIT,
+        help_text=f"Server tools: the most uses in one reply, over all its requests (1 to {MAX_USES_LIMIT}); empty for 5.",
+    )
 
     class Meta:
         model = ToolSetting
         fields = ("name", "enabled")
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        options = self.instance.options if isinstance(self.instance.options, dict) else {}
+        for key in ("allowed_domains", "blocked_domains"):
+            self.fields[key].initial = "\n".join(options.get(key, ()))
+        self.fields["max_uses"].initial = options.get("max_uses")
+
+    def clean(self):
+        cleaned = super().clean()
+        name = cleaned.get("name")
+        given = {
+            "allowed_domains": (cleaned.get("allowed_domains") or "").split(),
+            "blocked_domains": (cleaned.get("blocked_domains") or "").split(),
+            "max_uses": cleaned.get("max_uses"),
+        }
+        if name not in SERVER_TOOL_NAMES:
+            if any(given.values()):
+                raise forms.ValidationError("Only server tools take domains and a number of uses.")
+            self.instance.options = {}
+            return cleaned
+        try:
+            self.instance.options = options_clean(name, given)
+        except ValueError as error:
+            raise forms.ValidationError(str(error)) from None
+        return cleaned
+
 
 @admin.register(ToolSetting)
 class ToolSettingAdmin(admin.ModelAdmin):
-    """Switches for the built-in tools (chat/llm/tools.py). A tool with no row here is on; add one to turn it off.
+    """Switches for the built-in tools (chat/llm/tools.py) and Anthropic's server tools (chat/llm/server_tools.py).
+    A built-in tool with no row here is on; add one to turn it off. A server tool is off until a row turns it on.
     A change applies from the next request."""
 
     form = ToolSettingForm
-    list_display = ("name", "enabled")
+    list_display = ("name", "enabled", "options_shown")
     list_editable = ("enabled",)
+
+    @admin.display(description="options")
+    def options_shown(self, setting):
+        """A server tool's domains and limit in words ("allowed: example.com · max uses: 3"), "-" for none."""
+        options = setting.options if isinstance(setting.options, dict) else {}
+        words = [f"{key.replace('_domains', '')}: {', '.join(options[key])}"
+                 for key in ("allowed_domains", "blocked_domains") if options.get(key)]
+        if options.get("max_uses"):
+            words.append(f"max uses: {options['max_uses']}")
+        return " · ".join(words) or "-"

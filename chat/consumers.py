@@ -30,6 +30,7 @@ from chat.refusals import Refusal
 from chat.replies import admission, generation
 from chat.replies.fanout import fanout
 from chat.replies.generation import control_group, conversation_group, generation_start
+from lifecycle.refusals import retired_model_refuse
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +244,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             )
         _check_length(text)
         await self._admit(
-            "send", text=text, model=await self._model_choice(frame), attachment_ids=attachment_ids
+            "send", text=text, model=await self._model_choice(frame), attachment_ids=attachment_ids,
+            batch=frame["batch"],
         )
 
     async def on_regenerate(self, frame):
@@ -271,6 +273,18 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             raise BadFrame("not_streaming", "Nothing is being written right now.")
         await generation.reply_stop(message_id)
 
+    async def on_cancel(self, frame):
+        """Cancel a queued half-price reply (batches/): at once when its batch was not sent yet, else the batch
+        worker asks upstream to cancel it and the reply's final frame comes from there."""
+        from batches.services import reply_cancel  # here: batches builds on the reply's modules
+
+        settled = await db_async(reply_cancel)(
+            user_id=self.scope["user"].pk, conversation_id=self.conversation.pk, message_id=frame["message"]
+        )
+        for entry in settled:
+            if entry.payload is not None:
+                await self._publish(frames.message_frame(entry.payload))
+
     async def on_resume(self, frame):
         if not await self._send_current_state(message_id=frame["message"]):
             raise BadFrame("not_found", "No such message in this conversation.")
@@ -290,7 +304,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(await db_async(self._tree_now)())
 
     HANDLERS = {
-        "send": on_send, "stop": on_stop, "resume": on_resume, "regenerate": on_regenerate, "edit": on_edit,
+        "send": on_send, "stop": on_stop, "cancel": on_cancel, "resume": on_resume, "regenerate": on_regenerate,
+        "edit": on_edit,
         "continue": on_continue, "switch": on_switch, "delete": on_delete,
         "tree": on_tree,
     }
@@ -305,6 +320,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             return None
         await registry.models_refresh()
         if model != registry.AUTO and not registry.model_offered(model):
+            await db_async(retired_model_refuse)(model)  # a retired one: its own refusal, naming the successor
             raise BadFrame("bad_model", "That model is not offered here.")
         return model
 
@@ -322,11 +338,13 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             for frame in admitted.frames:
                 await self._publish(frame)
         finally:
-            # The reply is stored and reserved: it starts even if telling other processes failed.
-            await generation_start(
-                message=admitted.reply, user_id=self.scope["user"].pk, parts=admitted.parts,
-                continuing=admitted.continuing, limits=admitted.limits,
-            )
+            # The reply is stored and reserved: it starts even if telling other processes failed. A queued
+            # (half-price) reply is the batch worker's.
+            if not admitted.queued:
+                await generation_start(
+                    message=admitted.reply, user_id=self.scope["user"].pk, parts=admitted.parts,
+                    continuing=admitted.continuing, limits=admitted.limits,
+                )
 
     async def _branch_change(self, action, message_id: int) -> None:
         """Change the active path in one hop (a refusal is raised to `receive`; `session_ended` ends this socket

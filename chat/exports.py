@@ -16,6 +16,7 @@ from datetime import UTC
 
 from django.utils import timezone
 
+from chat import citations
 from chat.frames import USAGE_FIELDS, status_shown, timestamp
 from chat.models import Attachment, Conversation, Message
 from chat.selectors import Tree
@@ -162,20 +163,54 @@ def _message_markdown(message: Message, attachments: list[dict], versions: list[
     if attachments:
         lines.append("")
     thought = False
+    footnotes: list[str] = []
+    previous = None
     for block in message.content:
-        kind = block.get("type")
+        kind, follows_text, previous = block.get("type"), previous == "text", block.get("type")
         if kind == "text":
-            lines.append(block.get("text", "") + "\n")
+            text = _cited_text(block, footnotes, message.pk)
+            if follows_text:  # one span of a cited reply: the sentence goes on
+                lines[-1] = lines[-1][:-1] + text + "\n"
+            else:
+                lines.append(text + "\n")
         elif kind in ("thinking", "redacted_thinking"):
             thought = True
         elif kind == "tool_use":
             lines.append(f"> Tool call: {_inline(block.get('name', ''))} {_short(json.dumps(block.get('input', {})))}\n")
-        elif kind == "tool_result":
+        elif kind == "mcp_tool_use":  # a remote MCP server's tool, called by the API (chat/llm/mcp.py)
+            call = f"{_inline(block.get('server_name', ''))}: {_inline(block.get('name', ''))}"
+            lines.append(f"> Asked {call} {_short(json.dumps(block.get('input', {})))}\n")
+        elif kind in ("tool_result", "mcp_tool_result"):
             label = "Tool error" if block.get("is_error") else "Tool result"
             lines.append(f"> {label}: {_short(_result_text(block.get('content')))}\n")
+        elif kind == "server_tool_use":  # web search, web fetch, code execution (chat/llm/server_tools.py)
+            call = f"{_inline(block.get('name', ''))} {_short(json.dumps(block.get('input', {})))}"
+            lines.append(f"> Server tool: {call}\n")
+        elif kind == "web_search_tool_result" and isinstance(block.get("content"), list):
+            lines.extend(
+                f"> Source: {_short(str(source.get('title') or ''))} ({_inline(str(source.get('url') or ''))})\n"
+                for source in block["content"] if isinstance(source, dict)
+            )
     if thought:
         lines.insert(1, "_Thinking omitted (it is in the JSON export)._\n")
+    if footnotes:
+        lines.append("\n".join(footnotes) + "\n")
     return "\n".join(lines)
+
+
+def _cited_text(block: dict, footnotes: list[str], message_id: int) -> str:
+    """A text block's text with a footnote reference after it for each citation (chat/citations.py), numbered
+    within the message; labels are the whole document's in Markdown, so the message's id keeps them apart."""
+    text = block.get("text", "")
+    refs = ""
+    for citation in block.get("citations") or []:
+        label = f"{message_id}-{len(footnotes) + 1}"
+        footnotes.append(citations.markdown_footnote(label, citation))
+        refs += f"[^{label}]"
+    if not refs:
+        return text
+    stripped = text.rstrip()
+    return stripped + refs + text[len(stripped):]
 
 
 def _result_text(content) -> str:

@@ -4,7 +4,7 @@ then on is billed to them."""
 
 from django.db import transaction
 
-from chat import services
+from chat import citations, services
 from chat.attachments.services import attachments_copy
 from chat.llm.tools import context_results_withheld
 from chat.models import Conversation, Message
@@ -56,15 +56,23 @@ def conversation_fork(*, messages: list[Message], owner, title: str) -> Conversa
             )
             for message in messages
         )
-        parent, with_attachments = None, []
+        parent, with_attachments, copied_ids = None, [], {}
         for message, copy in zip(messages, copies):
             copy.parent = parent
             attachments = list(message.attachments.all())
             if attachments:
                 copied = attachments_copy(attachments=attachments, message=copy, owner=owner)
                 copy.content = [_referring_to(block, copied) for block in copy.content]
+                copied_ids.update((original, row.pk) for original, row in copied.items())
                 with_attachments.append(copy)
             parent = copy
+        # The replies' citations name the copies too (chat/citations.py); another user's fork links to no
+        # attachment that stayed its owner's (a project file).
+        for copy in copies:
+            moved = citations.citations_moved(copy.content, copied_ids, keep_others=not foreign)
+            if moved is not None:
+                copy.content = moved
+                with_attachments.append(copy)
         Message.objects.bulk_update(copies, ["parent"])
         Message.objects.bulk_update(with_attachments, ["content"])
         fork.current_leaf = parent

@@ -2,7 +2,8 @@ from django import forms
 from django.conf import settings
 
 from chat.attachments.limits import megabytes
-from chat.models import Conversation
+from chat.llm.cache_plan import CACHE_TTL_WHY, ttl_advice
+from chat.models import CacheTtl, Conversation
 
 
 class ConversationSettingsForm(forms.ModelForm):
@@ -11,12 +12,28 @@ class ConversationSettingsForm(forms.ModelForm):
         help_text="Instructions this conversation's replies follow. Sent with every request, and cached.",
     )
 
+    cache_ttl = forms.ChoiceField(
+        choices=CacheTtl.choices, required=False, label="Keep the cache for", help_text=CACHE_TTL_WHY,
+        widget=forms.RadioSelect,
+    )
+
     class Meta:
         model = Conversation
-        fields = ("system_prompt", "thinking")
+        fields = ("system_prompt", "thinking", "cache_ttl")
         help_texts = {
             "thinking": "Let the model think before it answers: better on hard questions, slower and dearer.",
         }
+
+    def __init__(self, *args, turn_gaps=(), **kwargs):
+        """`turn_gaps`: the pauses between the conversation's recent turns, for the cache TTL's advice."""
+        super().__init__(*args, **kwargs)
+        advice = ttl_advice(list(turn_gaps))
+        if advice:
+            self.fields["cache_ttl"].help_text = f"{CACHE_TTL_WHY} {advice}"
+
+    def clean_cache_ttl(self):
+        """Left out of the form (an older page): the conversation keeps its TTL."""
+        return self.cleaned_data["cache_ttl"] or self.instance.cache_ttl
 
 
 class ConversationImportForm(forms.Form):

@@ -23,8 +23,10 @@ def status_shown(message: Message) -> tuple[str, str]:
     return message.status, message.error
 
 
-def message_payload(message: Message) -> dict:
-    """A message as every frame and page shows it (its status as status_shown says)."""
+def message_payload(message: Message, *, cache: dict | None = None) -> dict:
+    """A message as every frame and page shows it (its status as status_shown says). `cache`: a settled
+    reply's cache numbers (chat/cache_stats.py), which the page and the reply's final frame read from the
+    ledger; other frames leave them out."""
     status, error = status_shown(message)
     payload = {
         "id": message.pk,
@@ -46,6 +48,8 @@ def message_payload(message: Message) -> dict:
         payload.update(
             reply_fields(message.route_reason, message.notices, message.context_tokens, message.context_window)
         )
+        if cache:
+            payload["cache"] = cache
     if message.role == Message.Role.USER:
         position = {block.get("attachment_id"): index for index, block in enumerate(message.content)}
         attachments = sorted(message.attachments.all(), key=lambda attachment: position.get(attachment.pk, 0))
@@ -105,7 +109,9 @@ def conversation_frame(conversation: Conversation, *, model: bool = False) -> di
     return {"type": "conversation", "conversation": fields}
 
 
-def tree_frame(path: list[int], tree, messages: list[Message], *, version: int) -> dict:
+def tree_frame(
+    path: list[int], tree, messages: list[Message], *, version: int, cache: dict[int, dict] | None = None
+) -> dict:
     """The active path after it changed (a switch, a regenerate, an edit, a deleted branch), and on page load.
 
     `path` holds the path's ids root to leaf; each entry gets `versions`: the ids of that message and its
@@ -113,13 +119,15 @@ def tree_frame(path: list[int], tree, messages: list[Message], *, version: int) 
     whose whole state the frame carries: those that were not on the path before the change (every client in
     step has the others; one that lacks one asks for it with `resume`). `version` is the conversation's
     `tree_version` read in the transaction that made this path: a client ignores a frame older than the last
-    it applied. `tree` is a chat.selectors.Tree.
+    it applied. `tree` is a chat.selectors.Tree. `cache`: the replies' cache numbers by id, where the caller
+    read them (the chat page).
     """
+    cache = cache or {}
     return {
         "type": "tree",
         "version": version,
         "path": [{"id": message_id, "versions": tree.siblings(message_id)} for message_id in path],
-        "messages": [message_payload(message) for message in messages],
+        "messages": [message_payload(message, cache=cache.get(message.pk)) for message in messages],
     }
 
 

@@ -70,11 +70,19 @@ class Send(BaseModel):
     text: Text = Field(description="a string of valid Unicode text (no NUL, no lone surrogate)")
     attachments: list[RowId] = Field(default_factory=list, description="a list of attachment ids")
     model: Text | None = Field(default=None, description='a model id or "auto"')
+    batch: Annotated[bool, Strict()] = Field(
+        default=False, description='true or false ("not urgent: half price": the reply is queued in a batch)'
+    )
 
 
 class Stop(BaseModel):
     type: Literal["stop"]
     message: RowId | None = Field(default=None, description="the id of the reply to stop")
+
+
+class Cancel(BaseModel):
+    type: Literal["cancel"]
+    message: RowId = Field(description="the id of the queued reply to cancel")
 
 
 class Resume(BaseModel):
@@ -117,6 +125,7 @@ class TreeRequest(BaseModel):
 FRAME_TYPES = {
     "send": Send,
     "stop": Stop,
+    "cancel": Cancel,
     "resume": Resume,
     "regenerate": Regenerate,
     "edit": Edit,
@@ -126,7 +135,7 @@ FRAME_TYPES = {
     "tree": TreeRequest,
 }
 FRAME = TypeAdapter(Annotated[
-    Send | Stop | Resume | Regenerate | Edit | Continue | Switch | Delete | TreeRequest,
+    Send | Stop | Cancel | Resume | Regenerate | Edit | Continue | Switch | Delete | TreeRequest,
     Field(discriminator="type"),
 ])
 

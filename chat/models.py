@@ -12,6 +12,8 @@ class ThinkingLevel(models.TextChoices):
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"
+    # Effort "max": only the models that take it (`ModelSpec.max_effort`); the others think at "high" instead.
+    MAX = "max"
 
 
 class CacheTtl(models.TextChoices):
@@ -217,6 +219,10 @@ class ApiCall(models.Model):
     # The reply, request and attempt this row is for: unique, so a retried settle or a replayed log line never
     # bills twice (billing/ledger.py). Empty on rows written before it existed.
     settle_key = models.CharField(max_length=100, null=True, blank=True, unique=True)
+    # Server tools the request used, as the usage reports them ({"web_search_requests": 2, ...}), and what that use
+    # cost beside the tokens (web searches are billed per thousand); `cost` includes it.
+    server_tool_use = models.JSONField(default=dict, blank=True)
+    server_tool_cost = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -303,6 +309,8 @@ class ToolSetting(models.Model):
 
     name = models.CharField(max_length=64, unique=True)
     enabled = models.BooleanField(default=True)
+    # A server tool's settings: allowed_domains, blocked_domains, max_uses (chat/llm/server_tools.py).
+    options = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["name"]

@@ -20,7 +20,7 @@ from chat.attachments.blocks import reference_block
 from chat.attachments.limits import AttachmentRefused
 from chat.attachments.services import attachments_claim, attachments_copy, attachments_for_turn
 from chat.llm.pricing import TokenUsage
-from chat.models import INTERRUPTED_REASON, ApiCall, Conversation, Message, TitleSource
+from chat.models import INTERRUPTED_REASON, ApiCall, Conversation, Message, ThinkingLevel, TitleSource
 from chat.refusals import Refusal
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ def conversation_new(*, owner, model: str = "") -> Conversation:
         owner=owner,
         model=model or owner.default_model or settings.CHAT_DEFAULT_MODEL,
         system_prompt=owner.system_prompt,
+        # The user's default thinking (accounts' settings page); one no longer a level thinks not at all.
+        thinking=owner.default_thinking if owner.default_thinking in ThinkingLevel.values else ThinkingLevel.OFF,
     )
 
 
@@ -83,14 +85,24 @@ def conversation_archive(*, conversation: Conversation, archived: bool) -> None:
     conversation.save(update_fields=["pinned_at", "archived_at"])
 
 
-def conversation_settings_update(*, conversation: Conversation, system_prompt: str, thinking: str) -> None:
-    """Takes effect from the next request: a reply already streaming keeps what it started with."""
+def conversation_settings_update(
+    *, conversation: Conversation, system_prompt: str, thinking: str, cache_ttl: str | None = None
+) -> None:
+    """Takes effect from the next request: a reply already streaming keeps what it started with. `cache_ttl`
+    None keeps the conversation's."""
     conversation.system_prompt = system_prompt.strip()
     conversation.thinking = thinking
-    conversation.save(update_fields=["system_prompt", "thinking", "updated_at"])
+    if cache_ttl is not None:
+        conversation.cache_ttl = cache_ttl
+    conversation.save(update_fields=["system_prompt", "thinking", "cache_ttl", "updated_at"])
 
 
 def conversation_delete(*, conversation: Conversation) -> None:
+    from batches.services import queued_replies_delete  # here: batches builds on this module
+
+    # Before, in its own transaction: a reply queued in between is let go of by the cascade, and its answer,
+    # should it come, is billed and stored nowhere all the same (BatchItem.reply_deleted).
+    queued_replies_delete(message_ids=conversation.messages.filter(status=Message.Status.QUEUED).values("pk"))
     conversation.delete()
 
 
@@ -288,9 +300,12 @@ def branch_delete(*, conversation: Conversation, message_id: int) -> BranchChang
     """Delete `message_id` and everything under it. Their ledger rows stay, with the message emptied. A leaf
     that was inside moves to the newest leaf under the newest remaining version of the message, else to its
     parent (None when nothing is left). Refused while a reply streams (ConversationBusy)."""
+    from batches.services import queued_replies_delete  # here: batches builds on this module
+
     with transaction.atomic():
         tree, known = _branch_locked(conversation, message_id)
         gone = tree.subtree(message_id)
+        queued_replies_delete(message_ids=gone)  # their batch items cancelled, or told to store nothing
         # Every level at once, by id: a cascade from the top would collect the branch one level per query.
         Message.objects.filter(pk__in=gone).delete()
         remaining = tree.without(gone)
@@ -541,8 +556,9 @@ def messages_interrupt_stale(*, conversation_id: int | None = None, stale_after:
         swept = Message.objects.filter(pk__in=stale_ids).update(
             status=Message.Status.INTERRUPTED, error=INTERRUPTED_REASON, owner_token=""
         )
+        # A reservation a Message Batch item holds (batches/) lives until the item settles, hours maybe.
         Reservation.objects.filter(
             Q(message_id__in=stale_ids)
             | Q(created_at__lt=cutoff) & (Q(message__isnull=True) | ~Q(message__status=Message.Status.STREAMING))
-        ).delete()
+        ).filter(batch_item__isnull=True).delete()
     return swept

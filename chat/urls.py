@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from chat import views
+from chat import server_files, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -27,4 +27,9 @@ urlpatterns = [
     ),
     path("diagram/", views.diagram_frame, name="diagram_frame"),
     path("attachments/", include("chat.attachments.urls")),
+    # A file code execution produced in a reply (chat/server_files.py).
+    path(
+        "messages/<int:message_id>/files/<str:file_id>/", server_files.produced_file_download,
+        name="produced_file",
+    ),
 ]

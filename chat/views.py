@@ -1,3 +1,4 @@
+import json
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 
@@ -16,13 +17,17 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from billing import selectors as billing_selectors
-from chat import exports, forks, frames, imports, selectors, services
+from chat import cache_stats, exports, forks, frames, imports, selectors, services
 from chat.db import db_async
 from chat.forms import ConversationImportForm, ConversationSettingsForm
 from chat.inbound import MAX_ROW_ID
 from chat.llm.catalog import model_description
 from chat.llm.registry import AUTO, model_offered, models_offered
+from chat.llm.request import thinking_choices
+from chat.llm.server_tools import server_tools_supported_label
 from config.origins import redirect_next
+from connectors import selectors as connectors_selectors
+from lifecycle import selectors as lifecycle_selectors
 
 
 def _chat_page(request, conversation, *, through: int | None = None):
@@ -31,14 +36,21 @@ def _chat_page(request, conversation, *, through: int | None = None):
     for that branch with a `switch` frame once its socket opens (data-switch-message, static/chat/socket.js)."""
     shown = conversation or services.conversation_new(owner=request.user)
     tree_data = {"type": "tree", "version": 0, "path": [], "messages": []}
+    messages, warmth = [], None
     if conversation is not None:
         # The version was read with the conversation, before the tree: a change in between shows the newer path
         # under the older version, which the next frame replaces; never an older path under a newer version.
         tree = selectors.Tree.of(conversation.pk)
         leaf = conversation.current_leaf_id if through is None else tree.newest_leaf_under(through)
         path = tree.path_to(leaf)
+        messages = selectors.messages_in_order(conversation, path)
+        # The replies' cache numbers and the cache's expiry: one query, however long the path.
+        replies, warmth = cache_stats.conversation_cache(
+            conversation, [message.pk for message in messages if message.role == message.Role.ASSISTANT]
+        )
         tree_data = frames.tree_frame(
-            path, tree, selectors.messages_in_order(conversation, path), version=conversation.tree_version
+            path, tree, messages, version=conversation.tree_version,
+            cache={pk: stats.as_dict() for pk, stats in replies.items()},
         )
     return render(
         request,
@@ -51,11 +63,17 @@ def _chat_page(request, conversation, *, through: int | None = None):
             "shown": shown,
             **_sidebar(request.user),
             "switch_message": through or "",
+            # How often the page asks for a queued (half-price) reply: it needs no shared channel layer (batches/).
+            "batch_check_ms": int(settings.BATCH_PAGE_CHECK_SECONDS * 1000),
             "tree_data": tree_data,
-            "models": model_choices(),
-            "settings_form": ConversationSettingsForm(instance=shown),
+            "cache_warmth": warmth.as_dict() if warmth else None,
+            # A new chat never offers a retired model, even as the user's default: it starts on what is offered.
+            "models": model_choices(shown.model if conversation is not None else ""),
+            "settings_form": ConversationSettingsForm(instance=shown, turn_gaps=cache_stats.turn_gaps(messages)),
             # Under the composer: the start of the system prompt, which the settings dialog holds whole.
             "system_prompt_line": shown.system_prompt.strip().partition("\n")[0],
+            # The Settings dialog's line on the MCP servers and the memory on offer (connectors/selectors.py).
+            "tools_on_offer": connectors_selectors.tools_on_offer(request.user),
             "ws_path": f"/ws/conversations/{conversation.pk}/" if conversation else "",
         },
     )
@@ -75,16 +93,30 @@ AUTO_DESCRIPTION = (
 )
 
 
-def model_choices() -> list[dict]:
+def model_choices(current: str = "") -> list[dict]:
     """The picker: Auto, then every offered model, each with its description (chat/llm/catalog.py) at the
-    prices it is charged at (billing's table wins over the catalog). One query."""
+    prices it is charged at (billing's table wins over the catalog). One query. A deprecated model says when it
+    retires and what replaces it (`lifecycle`: "deprecated"); `current`, the conversation's model, is added
+    when it is retired (`lifecycle`: "retired"), so the page shows what the conversation is on and a send is
+    refused naming the successor instead of going silently to another model."""
     offered = models_offered()
     prices = billing_selectors.prices_in_force(spec.id for spec in offered)
-    return [
-        {"id": AUTO, "display_name": "Auto", "description": AUTO_DESCRIPTION},
-        *({"id": spec.id, "display_name": spec.display_name,
-           "description": model_description(spec, prices.get(spec.id))} for spec in offered),
-    ]
+    lifecycles = lifecycle_selectors.lifecycles()
+    choices = [{"id": AUTO, "display_name": "Auto", "description": AUTO_DESCRIPTION,
+                "thinking": json.dumps(thinking_choices(None))}]
+    for spec in offered:
+        description = model_description(spec, prices.get(spec.id))
+        choice = {"id": spec.id, "display_name": spec.display_name, "description": description,
+                  "thinking": json.dumps(thinking_choices(spec)),  # what the Settings dialog offers
+                  "server_tools": ", ".join(server_tools_supported_label(spec.server_tools))}
+        if (row := lifecycles.get(spec.id)) is not None and row.deprecated():
+            label = lifecycle_selectors.deprecation_label(row)
+            choice.update(description=f"{description} {label}.", lifecycle="deprecated")
+        choices.append(choice)
+    if (row := lifecycles.get(current)) is not None and row.retired():
+        choices.append({"id": current, "display_name": lifecycle_selectors.model_name(current),
+                        "description": lifecycle_selectors.retirement_sentence(row), "lifecycle": "retired"})
+    return choices
 
 
 @login_required
@@ -165,6 +197,7 @@ def _conversation_urls(request, conversation) -> dict:
         "ws_path": f"/ws/conversations/{pk}/",
         "upload_url": reverse("attachment_upload"),
         "fork_url": reverse("conversation_fork", args=[pk]),
+        "model_switch_url": reverse("conversation_model_switch", args=[pk]),
         "settings_url": reverse("conversation_settings", args=[pk]),
         "export_markdown_url": reverse("conversation_export_markdown", args=[pk]),
         "export_json_url": reverse("conversation_export_json", args=[pk]),

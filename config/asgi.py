@@ -44,6 +44,7 @@ from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
 
 import chat.routing
+from apikeys.relay import exchanges_settled
 from chat.llm.warmup import process_warm_up
 from chat.replies.generation import generations_drain
 from chat.replies.supervision import stale_sweep_forever
@@ -73,6 +74,7 @@ async def process_lifespan(scope, receive, send) -> None:
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await generations_drain(settings.CHAT_DRAIN_TIMEOUT)
+            await exchanges_settled(settings.CHAT_SETTLE_TIMEOUT)  # the API's calls' ledger rows (apikeys/)
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)

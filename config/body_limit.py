@@ -9,6 +9,8 @@ request REQUEST_MAX_BODY_BYTES (its forms are a few kilobytes): a stranger canno
 to disk only to be sent to the sign-in page, with a session cookie made up or left from signing out any more
 than without one. The session is looked up only for an upload whose
 body would pass REQUEST_MAX_BODY_BYTES (as declared, or once that much has streamed in), once per request.
+A POST to the API (apikeys/, under API_PREFIX) may carry API_MAX_BODY_BYTES when it presents a key that may
+call it, looked up the same way; its refusals are in the API's error shape.
 
 - A Content-Length over the limit is answered 413 at once; the body is never read.
 - A body without a length (chunked) is counted as it streams in. Past the limit the guard stops reading:
@@ -29,6 +31,8 @@ from django.contrib.auth import SESSION_KEY
 from django.http.cookie import parse_cookie
 from django.urls import reverse
 
+from apikeys.errors import error_body, is_api_path
+from apikeys.selectors import api_key_may_call, presented_secret
 from chat.attachments.limits import megabytes
 from chat.attachments.storage import DISK_FULL, is_disk_full
 from chat.db import db_async
@@ -40,12 +44,18 @@ class Allowance:
     def __init__(self, scope):
         self.scope = scope
         self.upload: bool | None = None  # whether it may carry an upload's size: looked up when first needed
+        self.api_call: bool | None = None  # whether it is an API call with a usable key: likewise
 
     async def refusal(self, size: int) -> str | None:
         """None while a body of `size` bytes is allowed, else the sentence that refuses it."""
         limit = settings.REQUEST_MAX_BODY_BYTES
         if size <= limit:
             return None
+        if is_api_path(self.scope["path"]):
+            if self.api_call is None:
+                self.api_call = await _keyed_api_call(self.scope)
+            limit = settings.API_MAX_BODY_BYTES if self.api_call else limit
+            return None if size <= limit else f"A request to the API can carry at most {megabytes(limit)}."
         if self.upload is None:
             self.upload = await _signed_in_upload(self.scope)
         if not self.upload:
@@ -69,6 +79,14 @@ async def _signed_in_upload(scope) -> bool:
     return bool(key) and await db_async(_signed_in)(key)
 
 
+async def _keyed_api_call(scope) -> bool:
+    if scope["method"] != "POST":
+        return False
+    headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+    secret = presented_secret(headers)
+    return bool(secret) and await db_async(api_key_may_call)(secret)
+
+
 def session_key(scope) -> str | None:
     """The session cookie's value, from the Cookie headers read as Django reads them."""
     cookies = "; ".join(value.decode("latin-1") for name, value in scope["headers"] if name.lower() == b"cookie")
@@ -90,8 +108,13 @@ def declared_length(scope) -> int | None:
     return int(values[0])
 
 
-async def refuse(send, status: int, sentence: str) -> None:
-    body = json.dumps({"error": sentence}).encode()
+# A refusal of an API call as the API refuses (apikeys/errors.py), by status.
+API_ERROR_TYPES = {400: "invalid_request_error", 413: "request_too_large", 507: "api_error"}
+
+
+async def refuse(send, status: int, sentence: str, scope) -> None:
+    shape = error_body(API_ERROR_TYPES[status], sentence) if is_api_path(scope["path"]) else {"error": sentence}
+    body = json.dumps(shape).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
@@ -114,9 +137,9 @@ class BodyLimit:
         try:
             length = declared_length(scope)
         except ValueError:
-            return await refuse(send, 400, "The Content-Length header is not a number of bytes.")
+            return await refuse(send, 400, "The Content-Length header is not a number of bytes.", scope)
         if length is not None and (sentence := await allowance.refusal(length)):
-            return await refuse(send, 413, sentence)
+            return await refuse(send, 413, sentence, scope)
 
         received = 0
         refusal: str | None = None
@@ -145,6 +168,6 @@ class BodyLimit:
         except OSError as error:
             if not is_disk_full(error) or started:
                 raise
-            return await refuse(send, 507, DISK_FULL)
+            return await refuse(send, 507, DISK_FULL, scope)
         if refusal:
-            await refuse(send, 413, refusal)
+            await refuse(send, 413, refusal, scope)

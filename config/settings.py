@@ -76,6 +76,11 @@ INSTALLED_APPS = [
     "shares",
     "search",
     "apikeys",
+    "batches",
+    "lifecycle",
+    "filesapi",
+    "memory",
+    "connectors",
 ]
 
 MIDDLEWARE = [
@@ -278,6 +283,9 @@ FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.TemporaryFileUploadHand
 # A request body over this many bytes is refused with 413 before it is read (config/body_limit.py); the upload
 # endpoint allows ATTACHMENT_MAX_UPLOAD_BYTES. Every other form here is a few kilobytes.
 REQUEST_MAX_BODY_BYTES = env.int("REQUEST_MAX_BODY_BYTES", default=2_621_440)
+# A call of the Anthropic-compatible API (apikeys/, docs/api.md) that presents a valid key may carry this much,
+# the Messages API's own limit: its images and PDFs travel inline.
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=32 * 1024 * 1024)
 # Images, PDFs and Word documents are read in a child process (chat/attachments/isolation.py) with this much
 # address space and CPU time; at most this many at once per server process, an upload waiting this long for a turn.
 ATTACHMENT_DECODE_MEMORY_BYTES = env.int("ATTACHMENT_DECODE_MEMORY_BYTES", default=1024 * 1024 * 1024)
@@ -334,12 +342,35 @@ CHAT_MAX_OUTPUT_TOKENS = env.int("CHAT_MAX_OUTPUT_TOKENS", default=4096)
 CHAT_MAX_CONTEXT_TOKENS = env.int("CHAT_MAX_CONTEXT_TOKENS", default=0)
 # Rounds of tool calls one reply may make (each round: the model asks, the tools run, the model reads).
 CHAT_TOOL_MAX_ROUNDS = env.int("CHAT_TOOL_MAX_ROUNDS", default=5)
+# The memory tool's storage per user (memory/, chat/llm/memory_tool.py): at most this many files of this many bytes.
+MEMORY_MAX_FILES = env.int("MEMORY_MAX_FILES", default=200)
+MEMORY_MAX_FILE_BYTES = env.int("MEMORY_MAX_FILE_BYTES", default=100_000)
+# A PDF or text document (a message's or a project's) of at least this many tokens gets a 1-hour cache
+# breakpoint even in a conversation set to 5 minutes: one pause over 5 minutes pays for it (chat/llm/cache_plan.py).
+CACHE_1H_MIN_TOKENS = env.int("CACHE_1H_MIN_TOKENS", default=20_000)
 # After a conversation's first complete reply, the cheapest model writes its title (chat/titles.py): one small
 # request, budgeted and billed like any other. Off: conversations keep their first message as the title.
 CHAT_MODEL_TITLES = env.bool("CHAT_MODEL_TITLES", default=True)
+# Admins are emailed this many days before a model retires (lifecycle_notify), and again 7 days and 1 day before.
+LIFECYCLE_NOTICE_DAYS = env.int("LIFECYCLE_NOTICE_DAYS", default=30)
 
 # Tokens per second the offline model streams at; 0 streams instantly (tests). `make run` sets 60.
 OFFLINE_MODEL_TOKENS_PER_SECOND = env.float("OFFLINE_MODEL_TOKENS_PER_SECOND", default=0)
+# The offline model answers an id outside the catalogue with the API's 404; true serves any id (for gateways that
+# rename models, and for tests that invent ids).
+OFFLINE_MODEL_ACCEPT_ANY_MODEL = env.bool("OFFLINE_MODEL_ACCEPT_ANY_MODEL", default=False)
+# The offline model's Message Batches: a batch ends this many seconds after its creation (tests use 0), and each is
+# kept as files in this directory, shared by every process on the machine (chat/llm/offline/batches.py).
+OFFLINE_MODEL_BATCH_SECONDS = env.float("OFFLINE_MODEL_BATCH_SECONDS", default=20)
+OFFLINE_MODEL_BATCH_DIR = env.path("OFFLINE_MODEL_BATCH_DIR", default=BASE_DIR / "var" / "offline-batches")
+# The offline model's Files API keeps each file in this directory, shared like the batches (chat/llm/offline/files.py).
+OFFLINE_MODEL_FILES_DIR = env.path("OFFLINE_MODEL_FILES_DIR", default=BASE_DIR / "var" / "offline-files")
+# Attachments go to the Files API once and are sent by file_id (filesapi/): "auto" does so while the API serves,
+# inline otherwise; "off" always sends them inline. An upload that takes longer than the timeout goes inline.
+CHAT_FILES_API = env.str("CHAT_FILES_API", default="auto")
+if CHAT_FILES_API not in ("auto", "off"):
+    raise ImproperlyConfigured(f"CHAT_FILES_API must be auto or off, not {CHAT_FILES_API!r}.")
+CHAT_FILES_UPLOAD_TIMEOUT = env.float("CHAT_FILES_UPLOAD_TIMEOUT", default=10)
 
 # Streaming: the upstream is abandoned after this many seconds without a byte (pings count as bytes).
 CHAT_UPSTREAM_SILENCE_TIMEOUT = env.float("CHAT_UPSTREAM_SILENCE_TIMEOUT", default=60)
@@ -358,6 +389,13 @@ CHAT_STREAM_STALE_AFTER = env.float("CHAT_STREAM_STALE_AFTER", default=30.0)
 CHAT_STALE_SWEEP_INTERVAL = env.float("CHAT_STALE_SWEEP_INTERVAL", default=10.0)
 # Saving a finished reply is retried with backoff for this long (a database restart must not lose it).
 CHAT_SETTLE_TIMEOUT = env.float("CHAT_SETTLE_TIMEOUT", default=120.0)
+# "Not urgent: half price" (batches/, docs/batches.md): the worker (`manage.py batches_work`) looks at the
+# Message Batches this often; a submission that fails is tried this many times; a bulk question takes at most
+# this many files; a page showing a queued reply asks for it again this often (it needs no shared layer).
+BATCH_POLL_SECONDS = env.float("BATCH_POLL_SECONDS", default=15.0)
+BATCH_SUBMIT_TRIES = env.int("BATCH_SUBMIT_TRIES", default=5)
+BATCH_BULK_MAX_FILES = env.int("BATCH_BULK_MAX_FILES", default=20)
+BATCH_PAGE_CHECK_SECONDS = env.float("BATCH_PAGE_CHECK_SECONDS", default=10.0)
 
 
 # --- Budgets, rate limits and the admins' alerts ---------------------------------------------------------

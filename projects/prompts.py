@@ -19,6 +19,9 @@ class ProjectPrefix:
     instructions: str = ""
     blocks: tuple[dict, ...] = ()  # the files' image and document blocks, oldest file first
     file_tokens: int = 0  # the files' stored estimates (chat/attachments/), which stand for their blocks
+    block_tokens: tuple[int, ...] = ()  # each file's stored estimate, in the order of `blocks`
+    documents: tuple[int, ...] = ()  # the ids of the files that are document blocks, in order (chat/citations.py)
+    files: tuple = ()  # the Attachment rows of `blocks`, in their order (filesapi/ sends them by file_id)
 
     @property
     def tokens(self) -> int:
@@ -35,10 +38,14 @@ def project_prefix(project: Project | None) -> ProjectPrefix:
     if project is None:
         return NO_PROJECT
     files = list(project.files.order_by("id"))
+    blocks = tuple(content_block(attachment) for attachment in files)
     return ProjectPrefix(
         instructions=project.instructions.strip(),
-        blocks=tuple(content_block(attachment) for attachment in files),
+        blocks=blocks,
+        documents=tuple(file.pk for file, block in zip(files, blocks) if block["type"] == "document"),
         file_tokens=sum(attachment.tokens for attachment in files),
+        block_tokens=tuple(attachment.tokens for attachment in files),
+        files=tuple(files),
     )
 
 

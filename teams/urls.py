@@ -7,6 +7,8 @@ urlpatterns = [
     path("join/<str:token>/", views.team_join, name="team_join"),
     path("<int:team_id>/", views.team_detail, name="team_detail"),
     path("<int:team_id>/usage.csv", views.team_usage_csv, name="team_usage_csv"),
+    path("<int:team_id>/cache/", views.team_cache, name="team_cache"),
+    path("<int:team_id>/cache.csv", views.team_cache_csv, name="team_cache_csv"),
     path("<int:team_id>/members/", views.team_member_add, name="team_member_add"),
     path("<int:team_id>/members/<int:membership_id>/role/", views.team_member_role, name="team_member_role"),
     path("<int:team_id>/members/<int:membership_id>/remove/", views.team_member_remove,

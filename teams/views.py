@@ -20,8 +20,9 @@ from django.utils import timezone as django_timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import services as account_services
+from billing import cache_report
 from billing import selectors as billing_selectors
-from billing.views import cost_cell, spend_chart
+from billing.views import cache_page_context, cache_report_asked, cache_report_csv, cost_cell, spend_chart
 from config.spreadsheets import csv_response
 from teams import selectors, services
 from teams.forms import InviteForm, MemberAddForm, MemberRoleForm, TeamBudgetForm
@@ -49,7 +50,7 @@ def _team_page(request, team, *, status=200, **forms):
     since = billing_selectors.month_start()
     calls = billing_selectors.calls_for_team(team, tree, since=since)
     totals = billing_selectors.ledger_totals(calls)
-    hit_ratio = billing_selectors.cache_hit_ratio(totals)
+    cache = cache_report.cache_totals(calls)
     is_site_admin = selectors.is_site_admin(request.user)
     may_set_budget = selectors.may_set_budget(request.user)
     budget_form = forms.get("budget_form") or TeamBudgetForm(initial={"monthly_budget": team.monthly_budget})
@@ -63,8 +64,8 @@ def _team_page(request, team, *, status=200, **forms):
         )),
         "by_member": billing_selectors.spend_by_user(calls, limit=None),
         "by_model": billing_selectors.spend_by_model(calls),
-        "cache_hit_percent": None if hit_ratio is None else hit_ratio * 100,
-        "cache_savings": billing_selectors.cache_savings(calls),
+        "cache_hit_percent": cache.hit_percent,
+        "cache_savings": cache.saved,
         "memberships": selectors.team_memberships(team),
         "invites": selectors.team_invites(team),
         "roles": Membership.Role.choices,
@@ -178,6 +179,30 @@ def team_usage_csv(request, team_id):
         for row in billing_selectors.usage_by_day_member_model(calls)
     )
     return csv_response(f"group-{team.pk}-usage-{since:%Y-%m}.csv", ["day", "member", *CSV_COLUMNS[2:]], rows)
+
+
+@login_required
+@require_GET
+def team_cache(request, team_id):
+    """The group's cache report: hit rate and savings of its members while members, by model, member and day."""
+    team = selectors.team_for_manager(request.user, team_id)
+    days, report = _team_cache_report(request, team)
+    return render(request, "teams/team_cache.html", {"team": team, **cache_page_context(days, report)})
+
+
+@login_required
+@require_GET
+def team_cache_csv(request, team_id):
+    team = selectors.team_for_manager(request.user, team_id)
+    days, report = _team_cache_report(request, team)
+    return cache_report_csv(report, f"group-{team.pk}-cache", days)
+
+
+def _team_cache_report(request, team):
+    tree = selectors.team_tree()
+    return cache_report_asked(
+        request, lambda since: billing_selectors.calls_for_team(team, tree, since=since),
+    )
 
 
 @require_http_methods(["GET", "POST"])

@@ -9,6 +9,17 @@ from chat import services
 ORIGIN = b"http://127.0.0.1"
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The test database without the lifecycle rows its migration seeds: their retirement dates are real days,
+    and from those days every test on a 4.x model would be refused. tests/test_lifecycle.py seeds them itself,
+    against a pinned day."""
+    from lifecycle.models import ModelLifecycle
+
+    with django_db_blocker.unblock():
+        ModelLifecycle.objects.all().delete()
+
+
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     """Tests create many users; the production hasher is slow on purpose."""
@@ -27,6 +38,11 @@ def cache_cleared():
     if isinstance(caches["default"], LocMemCache):
         caches["default"].clear()
     registry._process_copy = registry._ProcessCopy()  # the process's copy of the models list goes with it
+    # The lifecycle table counts as read and empty, so tests without the database can list models; saving a row
+    # (or lifecycles_forget(), as tests/test_lifecycle.py does) makes the next read ask the database.
+    from lifecycle import selectors as lifecycle_selectors
+
+    lifecycle_selectors._process_copy = lifecycle_selectors._ProcessCopy(until=float("inf"))
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +50,13 @@ def model_titles_off(settings):
     """A test counts the requests, rows and reservations of the replies it makes; the title request after a
     first reply (chat/titles.py) would add its own while the test looks. tests/test_titles.py turns it on."""
     settings.CHAT_MODEL_TITLES = False
+
+
+@pytest.fixture(autouse=True)
+def files_api_off(settings):
+    """Tests look at the attachment blocks each request carries inline; sending them by file_id (filesapi/)
+    would add uploads and change those blocks. tests/test_files_api.py turns it on."""
+    settings.CHAT_FILES_API = "off"
 
 
 @pytest.fixture(autouse=True)

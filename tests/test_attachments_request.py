@@ -74,6 +74,7 @@ def test_a_text_document_is_sent_as_its_text_titled_with_the_file_name(conversat
         "type": "document",
         "source": {"type": "text", "media_type": "text/plain", "data": "print('héllo')\n"},
         "title": "main.py",
+        "citations": {"enabled": True},  # chat/citations.py
     }
     read_prompt({**request, "stream": True})  # the offline model, like the API, accepts it
 
@@ -95,13 +96,16 @@ def test_an_attachment_whose_file_is_gone_becomes_a_note_not_a_failed_reply(conv
 
 
 def test_the_chat_page_lists_attachments_escaped_without_a_query_per_message(
-    client, owner, conversation, django_assert_max_num_queries
+    client, owner, conversation, django_assert_num_queries
 ):
     for number in range(5):
         turn_with(conversation, owner, f"Q{number}", [("<img src=x onerror=alert(1)>.png", image_bytes())])
     client.force_login(owner)
 
-    with django_assert_max_num_queries(12):
+    # Session, user, the conversation, its tree, the path's messages, their attachments (one query for all
+    # five), the replies' cache numbers, the sidebar, the price, the Settings dialog's line on what is on offer
+    # (connectors/selectors.py tools_on_offer), the budget banner's two sums and the header's cost.
+    with django_assert_num_queries(13):
         response = client.get(reverse("conversation_detail", args=[conversation.pk]))
 
     body = response.content.decode()

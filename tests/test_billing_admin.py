@@ -131,11 +131,11 @@ def test_the_dashboard_agrees_with_the_rows(staff_client, owner, outsider, ledge
     ]
     # Cache reads over every input token: 1,000,000 / (700 uncached + 1,000,000 read + 300 + 500 written).
     assert context["cache_hit_percent"] == pytest.approx(100 * 1_000_000 / 1_001_500)
-    # The reads at $3 instead of $0.30 per million.
-    assert context["cache_savings"] == Decimal("2.700000")
+    # The reads at $0.30 instead of $3 per million, less the writes above $3: 300 at $3.75, 500 at $6.
+    assert context["cache_savings"] == Decimal("2.7") - Decimal("0.000225") - Decimal("0.0015")
     assert (context["error_percent"], context["fallback_percent"]) == (25.0, 25.0)
     body = response.content.decode()
-    assert "<svg" in body and "$0.6200" in body and "$2.7000" in body
+    assert "<svg" in body and "$0.6200" in body and "$2.6983" in body
 
 
 def test_the_dashboard_covers_the_period_asked_for(staff_client, ledger):

@@ -106,8 +106,9 @@ def test_each_upstream_call_logs_one_structured_line(owner, conversation, caplog
     logged = json.loads(lines[0].removeprefix("api_call "))
     assert logged == {
         "user": owner.pk, "conversation": conversation.pk, "message": call.message_id,
-        "model": "claude-sonnet-5-5", "purpose": "reply", "status": "ok", "input_tokens": 100, "output_tokens": 50,
+        "model": "claude-sonnet-5-5", "purpose": "reply", "api_key": None, "status": "ok", "input_tokens": 100,
+        "output_tokens": 50,
         "cache_read_input_tokens": 30, "cache_creation_5m_input_tokens": 20, "cache_creation_1h_input_tokens": 10,
-        "cost": str(call.cost), "latency_ms": 900, "first_token_ms": 120, "stop_reason": "end_turn",
+        "cost": str(call.cost), "server_tool_use": {}, "latency_ms": 900, "first_token_ms": 120, "stop_reason": "end_turn",
         "request_id": "req_test", "http_status": 200, "attempt": 1, "is_retry": False, "is_fallback": False,
     }

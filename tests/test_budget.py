@@ -24,8 +24,10 @@ def spend(user, dollars: str, **fields) -> ApiCall:
     return ApiCall.objects.create(user=user, model="claude-sonnet-5-5", cost=Decimal(dollars), **fields)
 
 
-def admit(user, conversation, text="Hello", model="claude-sonnet-5-5", max_tokens=4096) -> services.Hold:
-    return services.request_admit(user=user, conversation=conversation, text=text, model=model, max_tokens=max_tokens)
+def admit(user, conversation, text="Hello", model="claude-sonnet-5-5", max_tokens=4096, **kwargs) -> services.Hold:
+    return services.request_admit(
+        user=user, conversation=conversation, text=text, model=model, max_tokens=max_tokens, **kwargs
+    )
 
 
 def refusal(user, conversation, **kwargs) -> services.RequestRefused:
@@ -75,6 +77,49 @@ def test_a_user_under_budget_is_admitted_with_the_whole_replys_worst_case_held(o
         for r in range(3)
     )
     assert (hold.amount, hold.max_tokens, hold.tool_rounds, hold.notice) == (expected, None, None, "")
+
+
+def one_request_worst_case(input_tokens: int, write_price: str) -> Decimal:
+    """One request of claude-sonnet-5-5 with every input token written to the cache and a 1000-token answer."""
+    tokens = input_tokens + selectors.REQUEST_OVERHEAD_TOKENS
+    return ((tokens * Decimal(write_price) + 1000 * 15) / Decimal(1_000_000)).quantize(Decimal("0.000001"))
+
+
+def test_a_conversation_kept_an_hour_in_the_cache_reserves_its_writes_at_the_hour_price(
+    owner, conversation, settings
+):
+    settings.CHAT_DEFAULT_MONTHLY_BUDGET = Decimal("10")
+    settings.CHAT_TOOL_MAX_ROUNDS = 0
+    five_minutes = admit(owner, conversation, max_tokens=1000)
+    conversation.cache_ttl = "1h"
+    conversation.save(update_fields=["cache_ttl"])
+
+    one_hour = admit(owner, conversation, max_tokens=1000)
+
+    assert five_minutes.amount == one_request_worst_case(five_minutes.input_tokens, "3.75")
+    assert one_hour.amount == one_request_worst_case(one_hour.input_tokens, "6"), "2x input, not 1.25x"
+
+
+def test_a_long_document_reserves_the_hour_price_even_in_a_five_minute_conversation(
+    owner, conversation, settings
+):
+    settings.CHAT_DEFAULT_MONTHLY_BUDGET = Decimal("100")
+    settings.CHAT_TOOL_MAX_ROUNDS = 0
+    settings.CACHE_1H_MIN_TOKENS = 5_000
+    short = Attachment.objects.create(
+        owner=owner, kind=Attachment.Kind.TEXT, name="short.txt", sha256="a" * 64, media_type="text/plain",
+        file="x.txt", size=10, tokens=4_999,
+    )
+    held_for_short = admit(owner, conversation, max_tokens=1000, attachment_ids=[short.pk])
+    assert held_for_short.amount == one_request_worst_case(held_for_short.input_tokens, "3.75")
+    long = Attachment.objects.create(
+        owner=owner, kind=Attachment.Kind.PDF, name="long.pdf", sha256="b" * 64, media_type="application/pdf",
+        file="y.pdf", size=10, tokens=5_000,
+    )
+
+    hold = admit(owner, conversation, max_tokens=1000, attachment_ids=[long.pk])
+
+    assert hold.amount == one_request_worst_case(hold.input_tokens, "6")
 
 
 def test_open_reservations_count_against_the_budget(owner, conversation, settings):

@@ -155,7 +155,14 @@ async def test_an_edited_message_keeps_its_attachments_as_new_rows_naming_the_sa
     rows = await database_sync_to_async(lambda: {a.pk: a for a in Attachment.objects.all()})()
     assert copy["id"] != note.pk and rows[copy["id"]].file == rows[note.pk].file
     assert (rows[note.pk].message_id, rows[copy["id"]].message_id) == (question["id"], edited["id"])
-    assert "Document 1" in frames[-1]["message"]["content"][0]["text"]
+    # The edited request carried the file again, through the copy: the reply cites it by the copy's row and
+    # describes the one document it received.
+    reply = frames[-1]["message"]["content"]
+    cited = [citation for block in reply for citation in block.get("citations", [])]
+    assert [(c["cited_text"], c["document_title"], c["attachment"]) for c in cited] == [
+        ("B-trees keep keys sorted.", "notes.txt", copy["id"])
+    ]
+    assert 'Document 1: plain text, first line "B-trees keep keys sorted."' in reply[-1]["text"]
 
 
 async def test_nothing_is_redone_while_a_reply_streams(socket_for, owner, conversation, settings):

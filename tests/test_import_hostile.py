@@ -181,7 +181,7 @@ def test_wrong_types_everywhere_are_skipped_or_defaulted_never_a_500(signed_in):
             "conversation": {
                 "title": "Defaults",
                 "model": 3,
-                "thinking": "max",
+                "thinking": "maximum",
                 "current_leaf": {"x": 1},
                 "created_at": "2025-13-45",
                 "system_prompt": ["no"],

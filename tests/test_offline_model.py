@@ -84,7 +84,8 @@ async def stream_reply(client, **request):
 
 
 async def raw_post(path, body):
-    async with httpx2.AsyncClient(transport=offline_transport(), base_url=OFFLINE_URL) as http:
+    headers = {"x-api-key": "offline"}  # without a key the API answers 401
+    async with httpx2.AsyncClient(transport=offline_transport(), base_url=OFFLINE_URL, headers=headers) as http:
         return await http.post(path, content=json.dumps(body).encode())
 
 
@@ -357,8 +358,7 @@ NOT_AN_IMAGE = {
         ({"max_tokens": None}, "max_tokens"),
         ({"max_tokens": 1_000_000}, "max_tokens"),
         ({"messages": None}, "messages"),
-        ({"messages": [{"role": "assistant", "content": "Hi"}]}, "alternate"),
-        ({"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}, "alternate"),
+        ({"messages": [{"role": "assistant", "content": "Hi"}]}, "first message"),
         ({"messages": [{"role": "user", "content": ""}]}, "content"),
         ({"messages": [{"role": "user", "content": [{"type": "text", "text": "  "}]}]}, "non-whitespace"),
         ({"temperature": 0.5}, "temperature"),

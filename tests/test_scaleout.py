@@ -356,8 +356,9 @@ async def test_five_tabs_on_two_processes_never_spend_more_than_the_budget(clust
     with psycopg.connect(database_url) as database:  # five tabs, five conversations ("New chat" reuses an empty one)
         conversations = [row[0] for row in database.execute(
             "INSERT INTO chat_conversation"
-            " (owner_id, title, title_source, model, system_prompt, thinking, tree_version, created_at, updated_at)"
-            " SELECT id, '', '', 'claude-sonnet-5-5', '', 'off', 0, now(), now()"
+            " (owner_id, title, title_source, model, system_prompt, thinking, cache_ttl, tree_version, created_at,"
+            " updated_at)"
+            " SELECT id, '', '', 'claude-sonnet-5-5', '', 'off', '5m', 0, now(), now()"
             " FROM accounts_user, generate_series(1, 5)"
             " WHERE username = 'ivan' RETURNING id"
         ).fetchall()]

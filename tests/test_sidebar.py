@@ -227,8 +227,11 @@ def test_a_rename_is_the_users_own_title_on_one_line(client, owner, conversation
 
 
 # The chat page of an empty conversation: session, user, the conversation, its tree, one query for the whole
-# sidebar, the price and the budget banner's two sums, the header's cost.
-SIDEBAR_PAGE_QUERIES = 9
+# sidebar, the price and the budget banner's two sums, the header's cost, the replies' cache numbers and the
+# cache's expiry (chat/cache_stats.py, one query however long the path), and the Settings dialog's line on what
+# is on offer: one query asking whether any MCP server is enabled and whether the memory tool's switch is on
+# (connectors/selectors.py tools_on_offer; the servers themselves are read only when some are).
+SIDEBAR_PAGE_QUERIES = 11
 
 
 @pytest.mark.parametrize("count", [3, 30])

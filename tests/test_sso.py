@@ -10,7 +10,6 @@ the ORM.
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import httpx2
 import jwt
 import pytest
 from axes.models import AccessAttempt
-from cluster import AppServer, free_port, require, server_env
+from cluster import AppServer, free_port, npm_installed, server_env
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.core.exceptions import SuspiciousOperation
@@ -45,21 +44,6 @@ ACCOUNTS = {
 }
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def provider_installed() -> None:
-    """`npm ci` into tests/oidc_provider/node_modules, once: again only when package-lock.json is newer."""
-    npm = shutil.which("npm")
-    require(bool(npm and shutil.which("node")), "Node.js and npm (for the test OpenID provider)")
-    installed = PROVIDER_DIR / "node_modules" / ".package-lock.json"
-    lock = PROVIDER_DIR / "package-lock.json"
-    if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
-        return
-    result = subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund"],
-        cwd=PROVIDER_DIR, capture_output=True, text=True, timeout=600, check=False,
-    )
-    require(result.returncode == 0, f"npm ci in tests/oidc_provider ({result.stderr[-1000:]})")
 
 
 class OidcProvider:
@@ -135,7 +119,7 @@ def sso_env(provider: OidcProvider, workdir: Path, **overrides) -> dict:
 
 @pytest.fixture(scope="module")
 def provider_and_server(tmp_path_factory, django_db_setup):
-    provider_installed()
+    npm_installed(PROVIDER_DIR)
     workdir = tmp_path_factory.mktemp("sso")
     provider = OidcProvider(workdir)
     server = AppServer(sso_env(provider, workdir), workdir, "server")

@@ -92,4 +92,12 @@ def content_block(attachment: Attachment) -> dict:
     source = {"type": source_type, "media_type": attachment.media_type, "data": data}
     if attachment.kind == Attachment.Kind.IMAGE:
         return {"type": "image", "source": source}
-    return {"type": "document", "source": source, "title": attachment.name}
+    # Citations on every document (the API takes them on all of a request's documents or none): a reply quoting
+    # it cites the page or the characters it read (chat/citations.py).
+    return {"type": "document", "source": source, "title": attachment.name, "citations": {"enabled": True}}
+
+
+def file_referenced(block: dict, file_id: str) -> dict:
+    """`block` (from `content_block`) sending its file by the Files API's id instead of its bytes: the same
+    block, title and cache breakpoint kept, with a `file` source (filesapi/services.py decides when)."""
+    return {**block, "source": {"type": "file", "file_id": file_id}}

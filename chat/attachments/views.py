@@ -6,15 +6,18 @@ from pathlib import Path, PurePath
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import TooManyFilesSent, ValidationError
-from django.http import FileResponse, Http404, JsonResponse
+from django.db.models import Q
+from django.http import FileResponse, Http404, HttpResponseBadRequest, JsonResponse
+from django.shortcuts import get_object_or_404, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import frames, selectors
+from chat import citations, frames, selectors
 from chat.attachments import services, storage
 from chat.attachments.formats import MEDIA_TYPES, SUFFIXES
 from chat.attachments.names import display_name
 from chat.db import db_async
+from chat.models import Attachment
 
 # A PDF may carry JavaScript, which a browser's PDF viewer runs: it is only ever downloaded, never opened here.
 DOWNLOADED = {"application/pdf"}
@@ -22,6 +25,9 @@ DOWNLOADED = {"application/pdf"}
 # script, plugin or form, and not this origin's cookies or storage), loading nothing but images from here (the
 # file itself, in the browser's image viewer) and inline styles (which its image and text viewers use).
 SERVED_POLICY = "sandbox; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'"
+# A PDF in the browser's viewer (`attachment_pdf_view`): no sandbox, which the viewer refuses; nothing else may
+# load or frame it, and the viewer's own generated page keeps its inline styles and embed.
+PDF_VIEWER_POLICY = "default-src 'none'; object-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 # An upload holds its thread while its files are parsed and read, which may mean waiting for a decode turn
 # (isolation.py) and then for the child: on the event loop's default pool, which every websocket turn and
 # checkpoint shares (chat/db.py), twenty uploads at once stalled every chat. Uploads get their own threads:
@@ -98,6 +104,60 @@ def attachment_file(request, attachment_id):
     """The stored file under the name shown: images and text open in the browser, PDFs download."""
     attachment = selectors.attachment_for_user(request.user, attachment_id)
     return file_response(attachment.file, attachment.media_type, attachment.name)
+
+
+def _cited_attachment(user, attachment_id) -> Attachment:
+    """The attachment a citation leads to, if `user` may read it, else 404: their own upload, or a file of a
+    project they own or are a member of (a project's files are its owner's uploads, and every member's
+    conversation in it sends and cites them; projects/views.py `project_file` serves them to members too)."""
+    from projects.selectors import projects_for_user  # projects builds on chat
+
+    readable = Q(owner=user) | Q(project__in=projects_for_user(user).values("pk"))
+    return get_object_or_404(Attachment.objects.filter(readable), pk=attachment_id)
+
+
+@login_required
+@require_GET
+def attachment_pdf_view(request, attachment_id):
+    """A PDF opened in the browser's own viewer, where a citation's `#page=N` takes it (chat/citations.py).
+
+    Inline, unlike `attachment_file`: the browser's PDF viewer refuses to run in a sandboxed document, so the
+    policy here is what leaves it working while the file still runs nothing in this origin. The viewer (Chrome's
+    and Firefox's alike) runs a PDF's scripts, if any, in its own isolated context, not in this page's; the
+    declared type, never sniffed, means the bytes can only ever be shown as a PDF; and no page may frame it.
+    """
+    attachment = _cited_attachment(request.user, attachment_id)
+    if attachment.media_type != "application/pdf":
+        raise Http404("Only PDFs open in the viewer.")
+    response = file_response(attachment.file, attachment.media_type, attachment.name)
+    response["Content-Disposition"] = response["Content-Disposition"].replace("attachment", "inline", 1)
+    response["Content-Security-Policy"] = PDF_VIEWER_POLICY
+    response["X-Frame-Options"] = "DENY"
+    response["Cache-Control"] = "private, no-store"  # a member removed from the project cannot keep opening it
+    return response
+
+
+@login_required
+@require_GET
+def attachment_passage(request, attachment_id):
+    """A text document with the cited characters `start`..`end` highlighted and scrolled to (`#passage`):
+    where a citation of a text document leads. The text is escaped by the template like any user input."""
+    attachment = _cited_attachment(request.user, attachment_id)
+    if attachment.kind != Attachment.Kind.TEXT:
+        raise Http404("Only text documents have passages.")
+    try:
+        start, end = int(request.GET.get("start", "0")), int(request.GET.get("end", "0"))
+    except ValueError:
+        return HttpResponseBadRequest("start and end are character positions: whole numbers.")
+    try:
+        text = storage.file_read(attachment.file).decode("utf-8", "replace")
+    except FileNotFoundError:
+        raise Http404("This file is no longer stored.") from None
+    before, cited, after = citations.passage_parts(text, start, end)
+    context = {"attachment": attachment, "before": before, "cited": cited, "after": after}
+    response = render(request, "chat/passage.html", context)
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 @login_required

@@ -50,6 +50,15 @@ class ModelSpec:
     # The `thinking.type` the model takes: "adaptive" (with an effort level), "enabled" (with a token budget),
     # or "" for none. The SDK warns that `enabled` is deprecated on models that think adaptively.
     thinking: str = "enabled"
+    # Whether a final assistant turn (a prefill) is taken: Claude 4.6 and later refuse it with a 400.
+    prefill: bool = True
+    # The shortest prompt prefix a cache breakpoint writes (docs: 1,024, 2,048 or 4,096 tokens by model).
+    cache_minimum: int = 1024
+    # The server tools the model can use (chat/llm/server_tools.py names); an unknown model gets none.
+    server_tools: tuple[str, ...] = ("web_search", "web_fetch", "code_execution")
+    # Whether `output_config.effort: "max"` is taken (docs, "Effort": Opus 4.6 and Sonnet 4.6 in this catalog; with
+    # a key, the Models API's `capabilities.effort.max`). Only models that think adaptively take an effort.
+    max_effort: bool = False
 
     @property
     def strengths(self) -> str:
@@ -93,12 +102,12 @@ HAIKU_PRICES = Prices(input=Decimal("1"), output=Decimal("5"))
 UNKNOWN_MODEL_PRICES = Prices(input=Decimal("15"), output=Decimal("75"))
 
 MODELS: tuple[ModelSpec, ...] = (
-    ModelSpec("claude-opus-5-5", "Claude Opus 5.5", "opus", 200_000, 64_000, OPUS_PRICES, created_at="2026-09-01T00:00:00Z", thinking="adaptive"),
-    ModelSpec("claude-sonnet-5-5", "Claude Sonnet 5.5", "sonnet", 200_000, 64_000, SONNET_PRICES, created_at="2026-09-01T00:00:00Z", thinking="adaptive"),
-    ModelSpec("claude-haiku-5-5", "Claude Haiku 5.5", "haiku", 200_000, 64_000, HAIKU_PRICES, created_at="2026-09-01T00:00:00Z", thinking="adaptive"),
-    ModelSpec("claude-opus-4-6", "Claude Opus 4.6", "opus", 200_000, 64_000, OPUS_PRICES, created_at="2026-02-01T00:00:00Z", thinking="adaptive"),
-    ModelSpec("claude-sonnet-4-6", "Claude Sonnet 4.6", "sonnet", 200_000, 64_000, SONNET_PRICES, created_at="2026-02-01T00:00:00Z", thinking="adaptive"),
-    ModelSpec("claude-haiku-4-5", "Claude Haiku 4.5", "haiku", 200_000, 64_000, HAIKU_PRICES, created_at="2025-10-01T00:00:00Z"),
+    ModelSpec("claude-opus-5-5", "Claude Opus 5.5", "opus", 200_000, 64_000, OPUS_PRICES, created_at="2026-09-01T00:00:00Z", thinking="adaptive", prefill=False),
+    ModelSpec("claude-sonnet-5-5", "Claude Sonnet 5.5", "sonnet", 200_000, 64_000, SONNET_PRICES, created_at="2026-09-01T00:00:00Z", thinking="adaptive", prefill=False),
+    ModelSpec("claude-haiku-5-5", "Claude Haiku 5.5", "haiku", 200_000, 64_000, HAIKU_PRICES, created_at="2026-09-01T00:00:00Z", thinking="adaptive", prefill=False),
+    ModelSpec("claude-opus-4-6", "Claude Opus 4.6", "opus", 200_000, 64_000, OPUS_PRICES, created_at="2026-02-01T00:00:00Z", thinking="adaptive", prefill=False, cache_minimum=4096, max_effort=True),
+    ModelSpec("claude-sonnet-4-6", "Claude Sonnet 4.6", "sonnet", 200_000, 64_000, SONNET_PRICES, created_at="2026-02-01T00:00:00Z", thinking="adaptive", prefill=False, cache_minimum=2048, max_effort=True),
+    ModelSpec("claude-haiku-4-5", "Claude Haiku 4.5", "haiku", 200_000, 64_000, HAIKU_PRICES, created_at="2025-10-01T00:00:00Z", cache_minimum=4096),
 )
 
 MODELS_BY_ID = {spec.id: spec for spec in MODELS}
@@ -109,4 +118,4 @@ def model_spec(model_id: str) -> ModelSpec:
     if model_id in MODELS_BY_ID:
         return MODELS_BY_ID[model_id]
     family = next((name for name in ("opus", "sonnet", "haiku") if name in model_id), "unknown")
-    return ModelSpec(model_id, model_id, family, 200_000, 8_192, UNKNOWN_MODEL_PRICES)
+    return ModelSpec(model_id, model_id, family, 200_000, 8_192, UNKNOWN_MODEL_PRICES, server_tools=())

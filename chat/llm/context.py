@@ -30,7 +30,10 @@ from chat.llm.request import RequestParts
 from chat.llm.tokens import estimate_tokens
 
 # What count_tokens reads of a request; the rest (max_tokens, stream options) does not change the count.
-COUNTED_FIELDS = ("model", "messages", "system", "tools", "thinking", "tool_choice", "output_config")
+# `mcp_servers` and `betas` come with MCP toolsets (chat/llm/mcp.py), which the beta API counts.
+COUNTED_FIELDS = (
+    "model", "messages", "system", "tools", "thinking", "tool_choice", "output_config", "mcp_servers", "betas",
+)
 # A request estimated above this share of the room is counted by the API before it is sent.
 NEAR_WINDOW = 0.8
 
@@ -84,7 +87,8 @@ async def request_fit(
             exchange.attachment_tokens for exchange in parts.exchanges[left_out:]
         ))
         if tokens > room * NEAR_WINDOW:
-            counted = await client.messages.count_tokens(
+            counter = client.beta.messages if "betas" in request else client.messages
+            counted = await counter.count_tokens(
                 **{k: v for k, v in request.items() if k in COUNTED_FIELDS}
             )
             tokens = counted.input_tokens

@@ -15,9 +15,13 @@ import anthropic
 import httpx2
 from django.conf import settings
 from django.core.cache import cache
+from django.db import DatabaseError
 
+from chat.db import db_async
 from chat.llm.catalog import MODELS, MODELS_BY_ID, UNKNOWN_MODEL_PRICES, ModelSpec, model_spec
 from chat.llm.client import anthropic_client
+from lifecycle import selectors as lifecycle_selectors
+from lifecycle import services as lifecycle_services
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +52,18 @@ _process_copy = _ProcessCopy()
 
 
 def models_offered() -> tuple[ModelSpec, ...]:
-    """Every model a user may pick, newest first within each family (the catalog's order, or the API's).
+    """Every model a user may pick, newest first within each family (the catalog's order, or the API's); never
+    a retired one (the lifecycle table, lifecycle/selectors.py), so neither Auto nor a fallback goes to one.
 
     Never waits on the network: it reads the list `models_refresh` last fetched, else the catalog. (Fetching
     here, from a worker thread, through async_to_sync, deadlocked a busy server: every pool thread waited on a
     fetch that needed a pool thread for its own DNS lookup.)
     """
+    retired = lifecycle_selectors.retired_model_ids()
+    return tuple(spec for spec in _models_listed_or_built_in() if spec.id not in retired)
+
+
+def _models_listed_or_built_in() -> tuple[ModelSpec, ...]:
     if not settings.ANTHROPIC_API_KEY:
         return MODELS
     kept = _process_copy.fresh()
@@ -107,13 +117,23 @@ def family_model(family: str) -> ModelSpec | None:
 
 
 async def _models_listed() -> tuple[ModelSpec, ...]:
-    return await models_fetch(anthropic_client())
+    """The API's list, whose lifecycle dates also go to the lifecycle table (an admin's rows excepted)."""
+    listed = [info async for info in anthropic_client().models.list(limit=1000)]
+    try:
+        await db_async(lifecycle_services.lifecycles_from_api)(infos=listed)
+    except DatabaseError:  # the table waits for the next refresh; the list is offered all the same
+        log.exception("writing the Models API's lifecycle dates failed")
+    return _specs_offered(listed)
 
 
 async def models_fetch(client: anthropic.AsyncAnthropic) -> tuple[ModelSpec, ...]:
-    """The active models the Models API lists (the SDK follows its pages), as ModelSpecs."""
-    listed = [info async for info in client.models.list(limit=1000)]
-    return tuple(spec_from_api(info) for info in listed if info.lifecycle == "active")
+    """The models the Models API lists (the SDK follows its pages) that still answer, as ModelSpecs."""
+    return _specs_offered([info async for info in client.models.list(limit=1000)])
+
+
+def _specs_offered(listed) -> tuple[ModelSpec, ...]:
+    """Active and deprecated models (the picker labels the deprecated); a retired one no longer answers."""
+    return tuple(spec_from_api(info) for info in listed if info.lifecycle != "retired")
 
 
 def spec_from_api(info) -> ModelSpec:
@@ -135,7 +155,26 @@ def spec_from_api(info) -> ModelSpec:
         pdf=capabilities.pdf_input.supported if capabilities else known.pdf,
         created_at=info.created_at.isoformat().replace("+00:00", "Z"),
         thinking=thinking,
+        server_tools=_server_tools(capabilities, known),
+        max_effort=thinking == "adaptive" and _max_effort(capabilities, known),
     )
+
+
+def _max_effort(capabilities, known: ModelSpec) -> bool:
+    """Whether the API says the model takes effort "max"; the catalog's word when it says nothing of effort."""
+    level = getattr(getattr(capabilities, "effort", None), "max", None) if capabilities is not None else None
+    return known.max_effort if level is None else bool(level.supported)
+
+
+def _server_tools(capabilities, known: ModelSpec) -> tuple[str, ...]:
+    """The server tools the API says the model takes; web fetch goes with web search (the Models API lists no
+    capability of its own for it)."""
+    server = getattr(capabilities, "server_tools", None) if capabilities is not None else None
+    if server is None:
+        return known.server_tools
+    search = server.web_search.supported
+    named = (("web_search", search), ("web_fetch", search), ("code_execution", server.code_execution.supported))
+    return tuple(name for name, supported in named if supported)
 
 
 def _family_prices(family: str):

@@ -20,6 +20,7 @@ from django.conf import settings
 
 from chat.llm import registry
 from chat.llm.catalog import ModelSpec
+from lifecycle import selectors as lifecycle_selectors
 
 LONG_MESSAGE_CHARS = 4_000
 SHORT_MESSAGE_CHARS = 400
@@ -49,8 +50,17 @@ def route(choice: str, *, text: str, attachment_count: int) -> Route:
     if choice != registry.AUTO:
         return Route(choice)
     family, reason = _tier(text, attachment_count)
-    spec = registry.family_model(family) or registry.model_for(settings.CHAT_DEFAULT_MODEL)
+    spec = registry.family_model(family) or _default_model()
     return Route(spec.id, reason)
+
+
+def _default_model() -> ModelSpec:
+    """Where Auto goes when no model of the tier is offered: the site's default, unless it is retired; then the
+    first model that is offered."""
+    default = settings.CHAT_DEFAULT_MODEL
+    if default in lifecycle_selectors.retired_model_ids():
+        return registry.models_offered()[0]
+    return registry.model_for(default)
 
 
 def _tier(text: str, attachment_count: int) -> tuple[str, str]:

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 import pydantic
 from anthropic import beta_tool
-from anthropic.lib.tools import BetaFunctionTool
+from anthropic.lib.tools import BetaFunctionTool, ToolError
 from django.utils import timezone
 
 from chat.db import db_async
@@ -123,6 +123,8 @@ async def _result(call: dict, tool: BetaFunctionTool | None) -> dict:
         content, is_error = str(await db_async(tool.call)(call.get("input") or {})), False
     except ValueError as error:  # a wrong input: say what, so the model can correct it
         content, is_error = _input_error(error), True
+    except ToolError as error:  # a tool's own refusal (the memory tool's: chat/llm/memory_tool.py), for the model
+        content, is_error = str(error), True
     except Exception:
         log.exception("tool %s failed", call.get("name"))
         content, is_error = "The tool failed unexpectedly.", True
@@ -260,12 +262,13 @@ WITHHELD = "Withheld: this tool read the owner's own data."
 
 
 def context_results_withheld(content: list[dict]) -> list[dict]:
-    """`content` (a message's blocks) with the result of every context tool call replaced by WITHHELD: what a
+    """`content` (a message's blocks) with the result of every context tool call (and of the memory tool's,
+    chat/llm/memory_tool.py: the owner's memory) replaced by WITHHELD: what a
     conversation shows or hands to anyone but its owner (a share, a share viewer's fork), since those results
     are the owner's own data. Other blocks, and the results of the other tools, are kept as they are."""
     withheld = {
         block.get("id") for block in content
-        if block.get("type") == "tool_use" and block.get("name") in CONTEXT_TOOL_NAMES
+        if block.get("type") == "tool_use" and block.get("name") in (*CONTEXT_TOOL_NAMES, "memory")
     }
     if not withheld:
         return content

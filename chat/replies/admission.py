@@ -9,6 +9,11 @@ sockets need, and what every request of the reply is built from (chat/llm/reques
 read here too, where queries may run: the caller publishes the frames once this has committed, and the reply
 starts without another query.
 
+A turn sent "not urgent: half price" (`batch`) is admitted the same way, in the same transaction, but its reply
+is `queued` instead of `streaming`: it is reserved at the batch price and recorded as a Message Batch item with
+the exact request (batches/services.py), and no generation starts; the batch worker settles it. While a reply
+is queued, the conversation takes no other turn.
+
 Switching the active branch and deleting a branch (`branch_change`) start no reply, but come here for the same
 rules: nothing changes a conversation's path while a reply streams in it, nor from a socket whose session ended.
 """
@@ -26,9 +31,11 @@ from chat.llm.request import RequestParts, output_options, request_parts
 from chat.models import Conversation, Message
 from chat.refusals import Refusal
 from chat.replies.generation import ReplyLimits
+from lifecycle.refusals import retired_model_refuse
 
 Action = Literal["send", "regenerate", "edit", "continue"]
 BUSY_DETAIL = "A reply is still being written. Wait for it or press Stop."
+QUEUED_DETAIL = "A half-price reply is queued in this conversation. Wait for it, or cancel it to send now."
 
 
 @dataclass
@@ -39,16 +46,19 @@ class Admitted:
     continuing: bool
     parts: RequestParts
     frames: list[dict] = field(default_factory=list)
+    queued: bool = False  # a half-price reply: the batch worker writes it, no generation starts
 
 
 def reply_admit(
     *, user_id: int, session_key: str | None, auth_hash: str, conversation_id: int, action: Action,
     text: str = "", model: str | None = None, attachment_ids: list[int] = (), message_id: int | None = None,
+    batch: bool = False,
 ) -> Admitted:
     """Admit one turn or raise Refusal (nothing stored then). `model` is an offered model id or "auto", already
-    checked; `message_id` is the message that regenerate, edit and continue act on (regenerate: optional)."""
+    checked; `message_id` is the message that regenerate, edit and continue act on (regenerate: optional);
+    `batch`: a `send` whose reply is queued at half price."""
     return _busy_swept(conversation_id, lambda: _admit(
-        user_id, session_key, auth_hash, conversation_id, action, text, model, attachment_ids, message_id
+        user_id, session_key, auth_hash, conversation_id, action, text, model, attachment_ids, message_id, batch
     ))
 
 
@@ -87,7 +97,8 @@ def _busy_swept(conversation_id: int, attempt):
         raise Refusal("busy", BUSY_DETAIL) from None
 
 
-def _admit(user_id, session_key, auth_hash, conversation_id, action, text, model, attachment_ids, message_id):
+def _admit(user_id, session_key, auth_hash, conversation_id, action, text, model, attachment_ids, message_id,
+           batch=False):
     with transaction.atomic():
         user = _user_signed_in(user_id, session_key, auth_hash)
         # Locked too, as a switch or a deleted branch locks it (chat/services.py): the turn is stored at the end
@@ -99,22 +110,31 @@ def _admit(user_id, session_key, auth_hash, conversation_id, action, text, model
         if conversation is None:
             raise Refusal("not_found", "This conversation no longer exists.")
         conversation.owner = user
+        # Under the conversation's lock, as every turn's admission is: two tabs cannot both get past it.
+        if Message.objects.filter(conversation=conversation, status=Message.Status.QUEUED).exists():
+            raise Refusal("queued", QUEUED_DETAIL)
         # The tree is read once, here, for everything the admission asks of it.
         tree = selectors.Tree.of(conversation.pk)
         turn, continuing = _turn(conversation, tree, action, text, model, attachment_ids, message_id)
         reply = turn.assistant_message
+        # A retired model is never sent a request: refused, naming its successor, and all of it rolled back.
+        retired_model_refuse(reply.model)
         stored = [message for message in (turn.user_message, reply) if message is not None]
         tree = turn.tree or tree.with_messages(*stored)
         spec = registry.model_for(reply.model)
         max_tokens = output_options(spec, conversation.thinking, continuing)["max_tokens"]
         hold = billing_services.request_admit(
             user=user, conversation=conversation, text="", model=reply.model, max_tokens=max_tokens,
-            conversation_tree=tree,
+            conversation_tree=tree, batch=batch,
         )
         reservation = billing_services.reservation_create(user=user, message=reply, hold=hold)
         limits = ReplyLimits(reservation.pk, hold.max_tokens, hold.tool_rounds, hold.notice)
         parts = request_parts(conversation, reply=reply, tree=tree)
-        return Admitted(conversation, reply, limits, continuing, parts, _frames(conversation, turn))
+        if batch:
+            from batches.services import batch_turn_create  # here: batches builds on the reply's modules
+
+            batch_turn_create(reply=reply, parts=parts, spec=spec, reservation=reservation, hold=hold)
+        return Admitted(conversation, reply, limits, continuing, parts, _frames(conversation, turn), batch)
 
 
 def _user_signed_in(user_id: int, session_key: str | None, auth_hash: str):

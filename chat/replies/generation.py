@@ -31,23 +31,32 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from billing.ledger import UpstreamAttempt, UpstreamRequest, ledger_log_unsaved
-from chat import frames, services
+from chat import cache_stats, citations, frames, services
 from chat.db import db_async
 from chat.llm import context, registry, routing
 from chat.llm import tools as tools_module
 from chat.llm.client import anthropic_client, attempt_recorder
 from chat.llm.pricing import TokenUsage
 from chat.llm.request import RequestParts, request_assemble
+from chat.llm.server_tools import (
+    container_reuse,
+    container_uploads_add,
+    server_tool_use_added,
+    server_tool_use_counts,
+)
 from chat.llm.tokens import estimate_tokens
 from chat.models import ApiCall, Message
 from chat.replies.checkpoints import checkpointer
 from chat.replies.fanout import fanout
+from filesapi.services import backend_key, request_files_reference, upstream_files_forget, upstream_files_gone
 
 log = logging.getLogger(__name__)
 
 FINAL_FRAME_TRIES = 3
 # The Messages endpoint, whose every HTTP attempt is a ledger row; count_tokens and the Models API cost nothing.
 MESSAGES_PATH = "/v1/messages"
+# Calls whose input streams as JSON (input_json_delta): the app's own tools', and the ones the API runs itself.
+STREAMED_CALLS = ("tool_use", "server_tool_use", "mcp_tool_use")
 # Settling is retried with backoff from the first delay up to the longest, for CHAT_SETTLE_TIMEOUT seconds.
 SETTLE_FIRST_DELAY = 0.25
 SETTLE_LONGEST_DELAY = 5.0
@@ -128,6 +137,10 @@ class Generation:
         self.request_started = time.monotonic()
         self.extending: tuple[int, str] | None = None  # (block position, its text before the continuation)
         self.context: tuple[int, int] | None = None  # (input tokens measured, window) of the latest request
+        # The code execution container the reply's requests ran in (chat/llm/server_tools.py): the next request
+        # of the reply goes on in it, with the files its code made.
+        self.container: str | None = None
+        self.documents: list[int] = []  # the attachments the latest request's citations count (chat/citations.py)
         self.first_token_ms: int | None = None
         self.started = time.monotonic()
         self.task: asyncio.Task | None = None
@@ -297,9 +310,13 @@ class Generation:
             self._finish_block(self.positions[event.index])
         elif event.type == "message_start":
             upstream.usage = TokenUsage.from_sdk(event.message.usage)
+            upstream.server_tool_use = server_tool_use_counts(event.message.usage)
+            self.container = event.message.container.id if event.message.container else self.container
         elif event.type == "message_delta":
             upstream.stop_reason = event.delta.stop_reason or ""
             upstream.usage = _usage_updated(upstream.usage, event.usage)
+            upstream.server_tool_use = server_tool_use_counts(event.usage) or upstream.server_tool_use
+            self.container = event.delta.container.id if event.delta.container else self.container
         return event.type == "message_stop"
 
     def _start_block(self, block: dict) -> None:
@@ -309,12 +326,18 @@ class Generation:
             self.positions.append(self.extending[0])
             self.blocks[self.extending[0]]["text"] += block.get("text", "")
             return
-        if block["type"] == "tool_use":
+        if block["type"] in STREAMED_CALLS:
             block["input"], block["partial_json"] = {}, ""
         self.blocks.append(block)
         self.positions.append(len(self.blocks) - 1)
-        if block["type"] == "tool_use":
-            self._add_part(len(self.blocks) - 1, "tool_use", "", id=block["id"], name=block["name"])
+        if block["type"] in STREAMED_CALLS:
+            opening = {key: block[key] for key in ("id", "name", "server_name") if key in block}
+            self._add_part(len(self.blocks) - 1, block["type"], "", **opening)
+        elif block["type"].endswith("_tool_result"):
+            # A server tool's result comes whole (web_search_tool_result, ...): one part opens it on the client.
+            self._add_part(len(self.blocks) - 1, block["type"], "", **{
+                key: value for key, value in block.items() if key != "type"
+            })
 
     def _apply_delta(self, index: int, delta) -> None:
         block = self.blocks[index]
@@ -328,15 +351,23 @@ class Generation:
             self.generated.append(delta.thinking)
         elif delta.type == "signature_delta":
             block["signature"] = delta.signature
+        elif delta.type == "citations_delta":
+            # Kept on the text block it cites for; the page's part carries it beside the block's text.
+            # A new list, not an append: a snapshot (`snapshot`) shares the block's lists, and must keep
+            # exactly what its seq covers.
+            citation = citations.citation_stored(delta.citation, self.documents)
+            block["citations"] = [*(block.get("citations") or ()), citation]
+            self._add_part(index, "text", "")
+            self.pending_parts[-1].setdefault("citations", []).append(citation)
         elif delta.type == "input_json_delta":
             block["partial_json"] = block.get("partial_json", "") + delta.partial_json
-            self._add_part(index, "tool_use", delta.partial_json)
+            self._add_part(index, block["type"], delta.partial_json)
             self.generated.append(delta.partial_json)
 
     def _finish_block(self, index: int) -> None:
         """A block is complete: a tool call's streamed JSON becomes its input, as the API sent it."""
         block = self.blocks[index]
-        if block["type"] == "tool_use" and "partial_json" in block:
+        if block["type"] in STREAMED_CALLS and "partial_json" in block:
             block["input"] = json.loads(block.pop("partial_json") or "{}")
 
     async def _request(self, client: anthropic.AsyncAnthropic, request: dict) -> None:
@@ -347,7 +378,9 @@ class Generation:
         self.requests.append(upstream)
         self.positions, self.generated, self.request_started = [], [], time.monotonic()
         try:
-            stream = await client.messages.create(**request, stream=True)
+            # A request with `betas` (the MCP connector's, chat/llm/mcp.py) goes to the beta Messages API.
+            messages = client.beta.messages if "betas" in request else client.messages
+            stream = await messages.create(**request, stream=True)
             async with stream:
                 finished = False
                 async for event in stream:
@@ -370,23 +403,46 @@ class Generation:
                     upstream.usage, output_tokens=max(upstream.usage.output_tokens, generated)
                 )
 
-    async def _respond(self, client: anthropic.AsyncAnthropic, parts: RequestParts, *, continuing: bool) -> None:
+    async def _request_with_files(self, client: anthropic.AsyncAnthropic, request: dict, attachments) -> None:
+        """`_request`, with the attachments sent by file_id where the Files API serves (filesapi/services.py).
+        A request refused because a file expired or was deleted upstream forgets it and is sent once more,
+        uploading it again: the user sees a reply, not the API's 404."""
+        sent, file_ids = await request_files_reference(client, request, attachments)
+        try:
+            await self._request(client, container_uploads_add(sent))
+        except anthropic.APIStatusError as error:
+            gone = upstream_files_gone(error, file_ids)
+            if not gone or self.positions:
+                raise
+            log.info("files %s are gone upstream; uploading them again", ", ".join(sorted(gone)))
+            await db_async(upstream_files_forget)(file_ids=gone, backend=backend_key(client))
+            sent, _ = await request_files_reference(client, request, attachments)
+            await self._request(client, container_uploads_add(sent))
+
+    async def _respond(
+        self, client: anthropic.AsyncAnthropic, parts: RequestParts, *, continuing: bool, resuming: bool = False
+    ) -> None:
         """One response to the conversation as it stands, measured to fit first, from the reply's model or,
         while that one stays overloaded (529 after the SDK's retries), from the next one down the chain."""
         while True:
             await registry.models_refresh()
             model = registry.model_for(self.model)  # memory only: no thread hop
+            # The admin's max_uses is per reply: a later request offers only what the earlier ones left.
+            used = server_tool_use_added(upstream.server_tool_use for upstream in self.requests)
 
             def assemble(left_out: int) -> dict:
                 request = request_assemble(
-                    parts, model=model, reply_blocks=self.blocks, left_out=left_out, continuing=continuing
+                    parts, model=model, reply_blocks=self.blocks, left_out=left_out, continuing=continuing,
+                    resuming=resuming, server_tools_used=used,
                 )
+                container_reuse(request, self.container)
                 return self._within_limits(request)
 
             fitted = await context.request_fit(client, parts, model, assemble)
             self._measured(fitted)
+            self.documents = citations.documents_sent(parts, fitted.request)
             try:
-                await self._request(client, fitted.request)
+                await self._request_with_files(client, fitted.request, parts.attachments)
                 return
             except anthropic.OverloadedError:
                 fallback = routing.fallback_model(self.model)
@@ -418,16 +474,20 @@ class Generation:
         self._announce()
 
     async def _converse(self) -> None:
-        """Ask the model, run the tools it asks for, and ask again with their results, until it answers."""
+        """Ask the model, run the tools it asks for, and ask again with their results, until it answers. A turn
+        the API paused (`pause_turn`: a long run of server tools) is sent back as it stands so the model carries
+        on, within the same limit on rounds."""
         parts = self.parts
         if self.continuing and self.blocks and self.blocks[-1].get("type") == "text":
             self.extending = (len(self.blocks) - 1, self.blocks[-1]["text"])
         attempt_recorder.set(self._record_attempt)
         client = anthropic_client()
+        resuming = False
         for rounds in itertools.count():
-            await self._respond(client, parts, continuing=self.continuing and rounds == 0)
+            await self._respond(client, parts, continuing=self.continuing and rounds == 0, resuming=resuming)
             self.extending = None
-            if self.stop_reason != "tool_use":
+            resuming = self.stop_reason == "pause_turn"
+            if self.stop_reason not in ("tool_use", "pause_turn"):
                 return
             if rounds == self._tool_rounds:
                 self.notices.append(
@@ -437,6 +497,8 @@ class Generation:
                     "the most one reply may make."
                 )
                 return
+            if resuming:
+                continue
             calls = [self.blocks[p] for p in self.positions if self.blocks[p]["type"] == "tool_use"]
             await self._run_tools(calls, parts.tools)
 
@@ -583,7 +645,12 @@ class Generation:
         if message is not None:
             # The final state is the frame a client cannot infer from a gap: other processes get it harder
             # than a delta, this one's sockets once.
-            final = frames.message_frame(frames.message_payload(message))
+            try:
+                cache = await db_async(cache_stats.reply_cache_payload)(message)
+            except Exception:  # the reply is settled: a read failing now only leaves its cache numbers out
+                log.exception("reading the cache numbers of reply %s failed", self.message_id)
+                cache = None
+            final = frames.message_frame(frames.message_payload(message, cache=cache))
             delivered = await self._publish(final)
             for _ in range(FINAL_FRAME_TRIES - 1):
                 if delivered:

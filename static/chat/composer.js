@@ -56,6 +56,7 @@ export function acceptSentDraft(message) {
   }
   chat.pendingSend = null;
   chat.forceScroll = true;
+  chat.list.removeAttribute("data-linked-message");
 }
 
 function growComposer() {
@@ -71,10 +72,22 @@ export function sendDraft() {
   }
   const text = chat.input.value.trim();
   const attachments = readyAttachmentIds();
-  if (sendFrame({ type: "send", text, model: chat.modelSelect.value, attachments })) {
+  // "Not urgent: half price" is asked for each send, never kept: it is off again once the message is sent.
+  const toggle = document.getElementById("batch-toggle");
+  const batch = Boolean(toggle && toggle.checked);
+  if (sendFrame({ type: "send", text, model: chat.modelSelect.value, attachments, batch })) {
     chat.pendingSend = text;
+    if (batch) {
+      toggle.checked = false;
+      askToNotify();
+    }
     updateComposer();
   }
+}
+
+// The first half-price send is when a notification for its answer starts to make sense: ask then, once.
+function askToNotify() {
+  if ("Notification" in window && Notification.permission === "default") Notification.requestPermission();
 }
 
 function stopReply() {

@@ -2,6 +2,7 @@
 // path in place of this message and what followed it (which stay, as the other version). `close` ends the
 // editing (transcript.js's `setEditing`).
 
+import { rewriteWarning } from "./cache.js";
 import { sendFrame } from "./socket.js";
 import { chat } from "./state.js";
 
@@ -34,6 +35,23 @@ export function renderEditor(view, close) {
   const buttons = element("div", "message-editor-buttons");
   buttons.append(cancel, save);
   form.append(input, buttons);
+  const warning = editWarning(view);
+  if (warning) form.append(element("p", "cache-warning", warning));
   window.requestAnimationFrame(() => input.focus());
   return form;
+}
+
+// Editing an early message (any but the last user message) sends a new history from it on: what was cached
+// after the reply before it is written again. That reply's input and output are the part of the prefix that
+// stays; none before the first message.
+function editWarning(view) {
+  const index = chat.pathIndex.get(view.message.id);
+  const laterUser = chat.path.slice(index + 1).some(({ id }) => chat.views.get(id)?.message.role === "user");
+  if (!laterUser) return "";
+  const before = index > 0 ? chat.views.get(chat.path[index - 1].id)?.message.usage : null;
+  const kept = before
+    ? ["input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "output_tokens"]
+        .reduce((sum, kind) => sum + (before[kind] || 0), 0)
+    : 0;
+  return rewriteWarning(kept);
 }

@@ -1,5 +1,5 @@
-// A reply's footer: its status when it did not complete, then its model, tokens, cost and time, and a badge when
-// it was served from the prompt cache.
+// A reply's footer: its status when it did not complete, then its model, tokens, cost and time, a badge when
+// it was served from the prompt cache, and what the cache did for it (`message.cache`, from its ledger rows).
 
 import { formatCost, formatDuration, integerFormat } from "./format.js";
 import { modelName } from "./picker.js";
@@ -32,6 +32,18 @@ export function renderFooter(view) {
     cached.title = `${tokens} input tokens were read from the prompt cache, at a tenth of the price`;
     footer.append(cached);
   }
+  if (message.cache && message.cache.input_tokens) footer.append(cacheStats(message.cache));
+}
+
+// "Cache 92% hit · saved $0.0123", or on a write "Cache 0% hit · cost $0.0040 to write".
+function cacheStats(cache) {
+  const saved = Number(cache.saved);
+  const share = `${Math.round(cache.hit_share * 100)}% hit`;
+  const effect = saved >= 0 ? `saved ${formatCost(saved)}` : `cost ${formatCost(-saved)} to write`;
+  const stats = element("span", "cache-stats", `Cache ${share} · ${effect}`);
+  const [read, written, all] = [cache.read_tokens, cache.written_tokens, cache.input_tokens].map((tokens) => integerFormat.format(tokens));
+  stats.title = `${read} of ${all} input tokens read from the prompt cache, ${written} written to it; against sending them all uncached`;
+  return stats;
 }
 
 // Input as the model read it: the API's `input_tokens` are only what came after the last cache breakpoint, so a

@@ -2,10 +2,11 @@
 // `applyTreeFrame` is also how the page's own tree data is applied at start-up. `resumeSilentReplies` asks
 // again for a streaming reply that went quiet.
 
+import { cacheWarmthUpdate } from "./cache.js";
 import { acceptSentDraft, updateComposer } from "./composer.js";
 import { formatCost } from "./format.js";
 import { showNotice } from "./notices.js";
-import { describeModel } from "./picker.js";
+import { describeModel, offerSuccessor } from "./picker.js";
 import { applyTitle } from "./sidebar.js";
 import { requestResume } from "./socket.js";
 import { chat } from "./state.js";
@@ -18,7 +19,7 @@ const SILENT_REPLY_MS = 10000;
 // Content blocks keep their text where the Messages API does: `thinking` for thinking, the input's JSON as it
 // streams in `partial_json` for a tool_use, `content` for a tool_result, `text` otherwise. The part that opens a
 // tool block also carries its `id` and `name`, or `tool_use_id` and `is_error`.
-const PART_FIELDS = { thinking: "thinking", tool_use: "partial_json", tool_result: "content" };
+const PART_FIELDS = { thinking: "thinking", tool_use: "partial_json", tool_result: "content", mcp_tool_use: "partial_json", server_tool_use: "partial_json" };
 
 const FRAME_HANDLERS = {
   message: onMessageFrame,
@@ -33,9 +34,19 @@ export function handleFrame(frame) {
   if (handler) handler(frame);
 }
 
+// A queued (half-price) reply is asked for every `data-check-ms` too: the batch worker is another process, and
+// without a shared channel layer (Redis) its frame cannot reach this page (docs/batches.md).
+function silentAfter(status) {
+  if (status === "streaming") return SILENT_REPLY_MS;
+  const toggle = document.getElementById("batch-toggle");
+  if (status === "queued" && toggle) return Number(toggle.dataset.checkMs) || SILENT_REPLY_MS;
+  return null;
+}
+
 export function resumeSilentReplies() {
   for (const view of chat.views.values()) {
-    if (view.message.status !== "streaming" || Date.now() - view.heardAt < SILENT_REPLY_MS) continue;
+    const after = silentAfter(view.message.status);
+    if (after === null || Date.now() - view.heardAt < after) continue;
     view.heardAt = Date.now();
     chat.pendingResume.delete(view.message.id);
     requestResume(view.message.id);
@@ -124,6 +135,7 @@ function onMessageFrame(frame) {
   const message = frame.message;
   chat.pendingResume.delete(message.id);
   countCost(message, false);
+  if (message.cache && message.cache.warmth) cacheWarmthUpdate(message.cache.warmth);
   if (!chat.pathIndex.has(message.id)) {
     // A `send` extends the path with no `tree` frame: its messages answer the path's last one. Anything else (an
     // edit's new version, heard before its `tree` frame) waits for the frame that puts it on the path.
@@ -136,9 +148,18 @@ function onMessageFrame(frame) {
     chat.pathIndex.set(message.id, chat.path.length - 1);
   }
   const isNew = !chat.views.has(message.id);
+  const wasQueued = !isNew && chat.views.get(message.id).message.status === "queued";
   const view = upsertMessage(message);
+  if (wasQueued && message.status !== "queued") notifyQueuedReply(message);
   if (isNew && message.role === "user" && chat.pendingSend !== null) acceptSentDraft(message);
   scheduleRender(view);
+}
+
+// A half-price reply has landed (or ended): a browser notification, when the user allowed them.
+function notifyQueuedReply(message) {
+  if (!("Notification" in window) || Notification.permission !== "granted") return;
+  const title = message.status === "complete" ? "Your half-price reply is ready" : "Your half-price reply ended";
+  new Notification(title, { body: document.getElementById("chat-title").textContent, tag: `reply-${message.id}` });
 }
 
 // A snapshot older than the deltas already applied to a streaming reply would take text back.
@@ -183,12 +204,13 @@ function onDeltaFrame(frame) {
 function applyParts(content, parts) {
   for (const part of parts) {
     if (!content[part.block]) {
-      const { block: _index, text: _text, ...opening } = part;
+      const { block: _index, text: _text, citations: _citations, ...opening } = part;
       content[part.block] = opening;
     }
     const block = content[part.block];
     const field = PART_FIELDS[block.type] || "text";
     block[field] = (block[field] || "") + part.text;
+    if (part.citations) block.citations = [...(block.citations || []), ...part.citations]; // docs/protocol.md
   }
 }
 
@@ -211,5 +233,6 @@ function onErrorFrame(frame) {
     chat.pendingSend = null;
     updateComposer();
   }
-  showNotice(frame.detail || `Error: ${frame.code}`);
+  if (frame.code === "model_retired") offerSuccessor(frame);
+  else showNotice(frame.detail || `Error: ${frame.code}`);
 }

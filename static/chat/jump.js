@@ -50,6 +50,7 @@ function initJump() {
     // the bottom then, and a smooth scroll would still be on its way.
     scroller.scrollTop = scroller.scrollHeight;
     button.hidden = true;
+    log.removeAttribute("data-linked-message"); // and follows the end again (transcript.js)
     // The button is gone; the keyboard goes where the next message is written.
     document.getElementById("composer-input")?.focus({ preventScroll: true });
   });

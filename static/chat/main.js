@@ -8,6 +8,7 @@
 // Nothing here runs inline, so the page works under a strict Content-Security-Policy.
 
 import { initActionClicks } from "./action_clicks.js";
+import { initCacheStatus } from "./cache.js";
 import { initComposer, sendDraft, updateComposer } from "./composer.js";
 import { initDrawer } from "./drawer.js";
 import { applyTreeFrame, handleFrame, resumeSilentReplies } from "./frames.js";
@@ -18,7 +19,7 @@ import { initSettingsDialog } from "./settings_dialog.js";
 import { initSidebar } from "./sidebar.js";
 import { isConnected, startSocket } from "./socket.js";
 import { chat } from "./state.js";
-import { renderTranscriptNow } from "./transcript.js";
+import { initCitations, renderTranscriptNow } from "./transcript.js";
 import { initAttachments } from "./uploads.js";
 
 const SILENCE_CHECK_MS = 2000;
@@ -39,7 +40,9 @@ function initChat(root) {
   initComposer({ firstSend: startConversation });
   initAttachments(root, updateComposer);
   initSettingsDialog();
+  initCacheStatus();
   initActionClicks();
+  initCitations();
   if (!isNewChat()) openSocket();
   setInterval(resumeSilentReplies, SILENCE_CHECK_MS);
   updateComposer();

@@ -46,6 +46,7 @@ export function becomeConversation(created) {
   root.dataset.wsPath = created.ws_path;
   root.dataset.uploadUrl = created.upload_url;
   root.dataset.forkUrl = created.fork_url;
+  root.dataset.modelSwitchUrl = created.model_switch_url;
   window.history.replaceState(window.history.state, "", created.url);
   // The header tools and the settings dialog, hidden and without addresses until now.
   for (const tool of document.querySelectorAll("[data-needs-conversation]")) {

@@ -164,6 +164,9 @@ function showLinkedMessage() {
   const mark = (article) => {
     article.scrollIntoView({ block: "center" });
     article.classList.add("is-search-hit");
+    // The reader came for this message: the transcript stops following its end (transcript.js), though the
+    // message may sit within a few lines of it, until they send or jump to the latest.
+    document.getElementById("message-list")?.setAttribute("data-linked-message", id);
   };
   const found = document.querySelector(selector);
   if (found) {

@@ -8,7 +8,11 @@ import { renderEditor } from "./editor.js";
 import { renderFooter } from "./footer.js";
 import { integerFormat } from "./format.js";
 import { modelName } from "./picker.js";
+import { sendFrame } from "./socket.js";
 import { BOTTOM_SLACK_PX, chat, isStreaming } from "./state.js";
+import { mcpResult, mcpStepBlock } from "./steps_mcp.js";
+import { memoryStepRelabel } from "./steps_memory.js";
+import { isServerResult, keptServerStep } from "./steps_server.js";
 
 const { element, renderMarkdown, setChildren, renderAttachments, renderToolStep, toolInput } = window.ChatRender;
 
@@ -85,8 +89,9 @@ export function updateTranscriptState() {
 
 function renderDirtyViews() {
   chat.frameRequested = false;
-  // Measured before the DOM grows: follow the reply only if the reader was already at the bottom.
-  const pinned = chat.forceScroll || isScrolledToBottom();
+  // Measured before the DOM grows: follow the reply only if the reader was already at the bottom (or has just
+  // sent), and had not come for a linked message (search.js), which the first render must leave in view.
+  const pinned = (chat.forceScroll || isScrolledToBottom()) && !chat.list.hasAttribute("data-linked-message");
   for (const view of chat.dirty) renderView(view);
   chat.dirty.clear();
   chat.forceScroll = false;
@@ -131,26 +136,39 @@ function renderAssistantBody(view) {
   const streaming = message.status === "streaming";
   const parts = keptNotices(view);
   const results = new Map();
-  for (const block of message.content) if (block.type === "tool_result") results.set(block.tool_use_id, block);
+  for (const block of message.content) {
+    if (block.type === "tool_result" || isServerResult(block)) results.set(block.tool_use_id, block);
+  }
   // Each block's node stays in the body from frame to frame, kept by the block's index: a text block's container
   // (renderMarkdown rebuilds only what changed in it, and a diagram's frame taken out of the document would
   // reload), a thinking block (only its text grows) and a tool step (rebuilt only when its input or result
   // changed). So a frame costs what the growing block costs, and a selection in any other block survives it.
   const kept = view.blocks || (view.blocks = new Map());
   view.caret?.remove();
+  // Consecutive text blocks are one markdown text, with the citations' markers (citations.js), kept by the
+  // index of the run's first block.
+  const runs = window.ChatCitations.textRuns(message.content);
   message.content.forEach((block, index) => {
     let node = null;
-    if (block.type === "text") node = keptMarkdown(kept, index, block);
-    else if (block.type === "thinking") {
+    if (block.type === "text") {
+      if (runs.has(index)) node = keptMarkdown(kept, index, runs.get(index));
+      else kept.delete(index);
+    } else if (block.type === "thinking") {
       node = keptThinking(view, kept, index, block, streaming && index === message.content.length - 1);
     } else if (block.type === "tool_use") {
       node = keptToolStep(view, kept, index, block, results.get(block.id), streaming);
+    } else if (block.type === "mcp_tool_use") {
+      const result = results.get(block.id);
+      node = keptToolStep(view, kept, index, mcpStepBlock(block), result && mcpResult(result), streaming);
+    } else if (block.type === "server_tool_use") {
+      node = keptServerStep(view, kept, index, block, results.get(block.id), streaming);
     } else kept.delete(index);
     if (node) parts.push(node);
   });
   for (const index of kept.keys()) if (index >= message.content.length) kept.delete(index);
   const shows = streaming && showsAnything(message);
   if (streaming && !shows) parts.push(typingDots(view));
+  if (message.status === "queued") parts.push(queuedNote(view));
   setChildren(body, parts);
   if (shows) placeCaret(view);
 }
@@ -184,10 +202,17 @@ function keptFor(kept, index, type, make) {
   return entry;
 }
 
-function keptMarkdown(kept, index, block) {
+function keptMarkdown(kept, index, text) {
   const entry = keptFor(kept, index, "text", () => ({ node: element("div", "markdown") }));
-  renderMarkdown(entry.node, block.text || "");
+  renderMarkdown(entry.node, text);
   return entry.node;
+}
+
+// A citation marker's popover and link: one set of listeners on the transcript (citations.js).
+export function initCitations() {
+  window.ChatCitations.installCitations(chat.list, {
+    messageFor: (marker) => chat.views.get(Number(marker.closest("article")?.dataset.messageId))?.message,
+  });
 }
 
 // Thinking is shown collapsed, above the answer; the open/closed choice (one for the view) survives a snapshot
@@ -235,7 +260,7 @@ function keptToolStep(view, kept, index, block, result, streaming) {
     return entry.node;
   }
   const openSteps = view.openSteps || (view.openSteps = new Set());
-  const node = renderToolStep(block, result, { streaming, openSteps });
+  const node = memoryStepRelabel(renderToolStep(block, result, { streaming, openSteps }), block);
   kept.set(index, { type: "tool_use", node, shown });
   return node;
 }
@@ -246,8 +271,27 @@ function keptToolStep(view, kept, index, block, result, streaming) {
 function showsAnything(message) {
   if (message.route_reason || (message.notices || []).length) return true;
   const shows = (block) =>
-    block.type === "thinking" || block.type === "tool_use" || (block.type === "text" && /\S/.test(block.text || ""));
+    block.type === "thinking" || block.type === "tool_use" || block.type === "server_tool_use" ||
+    block.type === "mcp_tool_use" ||
+    (block.type === "text" && /\S/.test(block.text || ""));
   return message.content.some(shows);
+}
+
+// A half-price reply waiting in a Message Batch: what to expect, and a way out. Cancel goes over the socket; the
+// reply's next frame (stopped, or the answer if it was ready) replaces this.
+function queuedNote(view) {
+  if (!view.queued) {
+    const note = element("div", "queued-note");
+    note.append(element("p", "queued-text", "Queued: answer within 24 h (usually under an hour)"));
+    const cancel = element("button", "btn btn-secondary queued-cancel", "Cancel");
+    cancel.type = "button";
+    cancel.addEventListener("click", () => {
+      if (sendFrame({ type: "cancel", message: view.message.id })) cancel.disabled = true;
+    });
+    note.append(cancel);
+    view.queued = note;
+  }
+  return view.queued;
 }
 
 function typingDots(view) {

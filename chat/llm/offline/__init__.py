@@ -6,6 +6,9 @@ the SDK parses real SSE bytes, so nothing above the client knows which backend i
 
 - `offline_model`: the process-wide state (prompt cache, fault queue, request counter, open streams), with
   `inject_fault(kind, times=, after_tokens=, retry_after=)`, `reset()` and a settable `clock`.
+- `offline_model.batches`: the Message Batches API (batches.py), whose state is files in
+  OFFLINE_MODEL_BATCH_DIR shared by every process on the machine; a batch ends OFFLINE_MODEL_BATCH_SECONDS
+  after its creation on the settable wall clock `offline_model.batches.clock`.
 - `estimate_tokens(text)`: the production estimate (chat/llm/tokens.py), which the emulator bills by.
 """
 

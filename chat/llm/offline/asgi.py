@@ -11,6 +11,7 @@ import logging
 
 import httpx2
 
+from chat.llm.offline import batches
 from chat.llm.offline.model import error_response, json_response, offline_model
 
 # ASGI has no message for "drop this connection now", which the `disconnect` fault needs. The server in
@@ -23,7 +24,11 @@ logger = logging.getLogger(__name__)
 async def offline_asgi_app(scope, receive, send) -> None:
     if scope["type"] != "http":
         return  # no lifespan work to do
-    body = await _request_body(receive)
+    try:
+        body = await _request_body(receive)
+    except BodyTooLarge as refused:
+        await _respond(error_response(413, "request_too_large", str(refused), None), receive, send)
+        return
     if body is None:
         return  # the client left before sending its request
     route = (scope["method"], scope["path"])
@@ -43,13 +48,21 @@ def _as_httpx_request(scope, body: bytes) -> httpx2.Request:
     return httpx2.Request(scope["method"], url, headers=headers, content=body)
 
 
+class BodyTooLarge(Exception):
+    """A body past the largest the API accepts (a batch's create), refused before it is all held in memory."""
+
+
 async def _request_body(receive) -> bytes | None:
-    parts = []
+    parts, size = [], 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
-        parts.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > batches.MAX_BODY_BYTES:
+            raise BodyTooLarge(f"Request exceeds the maximum size of {batches.MAX_BODY_BYTES} bytes.")
+        parts.append(chunk)
         if not message.get("more_body", False):
             return b"".join(parts)
 

@@ -10,13 +10,15 @@ A prefix shorter than the model's minimum is never cached. Reading an entry refr
 import hashlib
 from dataclasses import dataclass
 
+from chat.llm.catalog import model_spec
 from chat.llm.offline.prompt import CACHE_TTLS, Segment
 
 LOOKBACK_BLOCKS = 20
 
 
 def minimum_cacheable_tokens(model: str) -> int:
-    return 2048 if "haiku" in model else 1024
+    """The model's minimum from the catalogue, as the docs give it per model."""
+    return model_spec(model).cache_minimum
 
 
 @dataclass(frozen=True)

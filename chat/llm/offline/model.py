@@ -1,4 +1,5 @@
-"""The offline model: the Messages, count_tokens and Models endpoints, answered in process for the real SDK.
+"""The offline model: the Messages, count_tokens, Models, Message Batches and Files endpoints, answered in
+process for the real SDK.
 
 Responses are real HTTP responses with real SSE bytes, streamed chunk by chunk from an async generator, so the
 SDK parses exactly what it would parse from the API. Faults injected by tests and benchmarks are consumed by
@@ -18,9 +19,23 @@ import httpx2
 from django.conf import settings
 
 from chat.llm.catalog import MODELS, MODELS_BY_ID, ModelSpec
+from chat.llm.offline.batches import BATCHES_PATH, BatchRefused, OfflineBatches
+from chat.llm.offline.blocks import TOOL_CALLS
 from chat.llm.offline.cache import CacheUsage, PromptCache
-from chat.llm.offline.prompt import InvalidRequest, estimate_tokens, read_prompt
-from chat.llm.offline.reply import ReplyBlock, compose_reply, fit_reply, thinking_signature, token_chunks
+from chat.llm.offline.features import code_execution, web
+from chat.llm.offline.files import FILES_PATH, FileRefused, offline_files
+from chat.llm.offline.prompt import InvalidRequest, Prompt, estimate_tokens, read_prompt
+from chat.llm.offline.ratelimit import rate_limits
+from chat.llm.offline.reply import (
+    ReplyBlock,
+    compose_reply,
+    fit_reply,
+    stop_at_sequences,
+    thinking_signature,
+    token_chunks,
+)
+from chat.llm.offline.threads import OfflineThreads
+from chat.llm.offline.validation import ApiRefusal, check_credentials
 
 # Faults that answer with an HTTP error before any byte of the reply: (status, error type, message).
 STATUS_FAULTS = {
@@ -51,7 +66,11 @@ FINAL_USAGE_FIELDS = (
     "cache_creation_input_tokens",
     "cache_read_input_tokens",
     "output_tokens",
+    "server_tool_use",  # only when the reply used a server tool
 )
+# A call's id prefix, by block type, as the API's ids begin.
+CALL_ID_PREFIXES = {"tool_use": "toolu", "server_tool_use": "srvtoolu", "mcp_tool_use": "mcptoolu"}
+TOKEN_DELTAS = ("text_delta", "thinking_delta", "input_json_delta")  # those that carry output tokens
 SseEvent = tuple[str, dict, bool]  # (SSE event name, data, whether it carries an output token)
 
 
@@ -81,6 +100,9 @@ class OfflineModel:
         self.received: deque[dict] = deque(maxlen=RECEIVED_KEPT)
         self.requests_by_path: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self.batches = OfflineBatches(self)  # state on disk, shared by every process on the machine
+        self.files = offline_files  # the Files API (files.py), on disk like the batches
+        self.threads = OfflineThreads()  # the message-threads beta that the SDK's tool runner uses
 
     def inject_fault(
         self, kind: str, *, times: int = 1, after_tokens: int = 5, retry_after: float = 0
@@ -98,13 +120,18 @@ class OfflineModel:
             self._faults.extend([Fault(kind, after_tokens, float(retry_after))] * times)
 
     def reset(self) -> None:
-        """Forgets the prompt cache, pending faults and what was received, and restores the real clock."""
+        """Forgets the prompt cache, pending faults and what was received, and restores the real clocks.
+
+        Batches stay: they are files, shared with other processes."""
         with self._lock:
             self._cache.clear()
             self._faults.clear()
             self.received.clear()
             self.requests_by_path.clear()
+            self.threads.clear()
         self.clock = time.monotonic
+        self.batches.clock = time.time
+        self.files.reset()
 
     async def handle(self, request: httpx2.Request) -> httpx2.Response:
         method, path = request.method, request.url.path
@@ -112,10 +139,16 @@ class OfflineModel:
             self._requests += 1
             self.requests_by_path[path] += 1
             request_id = f"req_offline_{self._requests}"
+        rate_limits.count_request()
         model_id = path.removeprefix("/v1/models/")
         try:
+            check_credentials(request.headers)
             if (method, path) == ("POST", "/v1/messages"):
                 return self._messages(request, request_id)
+            if path == BATCHES_PATH or path.startswith(f"{BATCHES_PATH}/"):
+                return await self._batches(request, request_id)
+            if path == FILES_PATH or path.startswith(f"{FILES_PATH}/"):
+                return await self._files(request, request_id)
             if (method, path) == ("POST", "/v1/messages/count_tokens"):
                 prompt = read_prompt(_json_body(request), counting=True)
                 return json_response(200, {"input_tokens": prompt.input_tokens}, request_id)
@@ -123,31 +156,29 @@ class OfflineModel:
                 return json_response(200, _models_page(request.url.params), request_id)
             if method == "GET" and model_id != path and model_id in MODELS_BY_ID:
                 return json_response(200, _model_info(MODELS_BY_ID[model_id]), request_id)
+        except FileRefused as exc:  # an InvalidRequest that carries its own status and error code
+            return _file_error_response(exc, request_id)
         except InvalidRequest as exc:
             return error_response(400, "invalid_request_error", str(exc), request_id)
+        except BatchRefused as exc:
+            return error_response(exc.status, exc.error_type, str(exc), request_id)
+        except ApiRefusal as exc:
+            return error_response(exc.status, exc.error_type, str(exc), request_id, details=exc.details)
         return error_response(404, "not_found_error", f"Not found: {method} {path}", request_id)
 
     def _messages(self, request: httpx2.Request, request_id: str) -> httpx2.Response:
         body = _json_body(request)
         with self._lock:
             self.received.append(body)
+        body, threaded = self.threads.expand(body, request.headers)
         prompt = read_prompt(body)
         with self._lock:
             fault = self._faults.popleft() if self._faults else None
             if fault and fault.kind in STATUS_FAULTS:
                 return _status_fault_response(fault, request_id)
-            usage = self._cache.account(prompt.model, prompt.segments, self.clock())
-        blocks, stop_reason = fit_reply(*compose_reply(prompt), prompt.max_tokens)
-        message = {
-            "id": f"msg_offline_{uuid.uuid4().hex[:24]}",
-            "type": "message",
-            "role": "assistant",
-            "model": prompt.model,
-            "content": [_content_block(block) for block in blocks],
-            "stop_reason": stop_reason,
-            "stop_sequence": None,
-            "usage": usage.as_dict(sum(estimate_tokens(block.text) for block in blocks)),
-        }
+        message, blocks, usage = self.reply(prompt)
+        if threaded:
+            self.threads.record(body, message)
         if not prompt.stream:
             if fault is None:
                 return json_response(200, message, request_id)
@@ -160,9 +191,53 @@ class OfflineModel:
         strike = _strike_index(events, fault.after_tokens) if fault else 0
         return self._streamed(chunks, fault, strike, "text/event-stream", request_id)
 
+    def reply(self, prompt: Prompt) -> tuple[dict, list[ReplyBlock], CacheUsage]:
+        """The non-streamed Message for `prompt`, its blocks and its usage; reads and writes the prompt cache.
+
+        /v1/messages streams or sends it; a Message Batch stores it as a request's succeeded result.
+        """
+        with self._lock:
+            usage = self._cache.account(prompt.model, prompt.segments, self.clock())
+        composed, stop_reason = compose_reply(prompt)
+        composed, stop_sequence = stop_at_sequences(composed, prompt.stop_sequences)
+        blocks, stop_reason = fit_reply(composed, "stop_sequence" if stop_sequence else stop_reason, prompt.max_tokens)
+        stop_sequence = stop_sequence if stop_reason == "stop_sequence" else None
+        message = {
+            "id": f"msg_offline_{uuid.uuid4().hex[:24]}",
+            "type": "message",
+            "role": "assistant",
+            "model": prompt.model,
+            "content": [_content_block(block) for block in blocks],
+            "stop_reason": stop_reason,
+            "stop_sequence": stop_sequence,
+            "usage": usage.as_dict(sum(estimate_tokens(block.text) for block in blocks)),
+        }
+        if server_tool_use := web.server_tool_usage(blocks):
+            message["usage"]["server_tool_use"] = server_tool_use
+        if container := code_execution.container(prompt.container, prompt.messages, blocks):
+            message["container"] = container
+        rate_limits.count_tokens(prompt.input_tokens, message["usage"]["output_tokens"])
+        return message, blocks, usage
+
+    async def _batches(self, request: httpx2.Request, request_id: str) -> httpx2.Response:
+        # Files, and maybe a whole batch to process: off the event loop.
+        answer = await asyncio.to_thread(self.batches.handle, request)
+        if isinstance(answer, dict):
+            return json_response(200, answer, request_id)
+        headers = {"request-id": request_id, "content-type": "application/binary"}  # what the SDK accepts
+        return httpx2.Response(200, headers=headers, stream=answer)
+
+    async def _files(self, request: httpx2.Request, request_id: str) -> httpx2.Response:
+        answer = await asyncio.to_thread(self.files.handle, request)  # files: off the event loop
+        if isinstance(answer, dict):
+            return json_response(200, answer, request_id)
+        headers = {"request-id": request_id, "content-type": "application/octet-stream"}
+        return httpx2.Response(200, headers=headers, content=answer)
+
     def _streamed(self, chunks, fault, strike, content_type, request_id) -> httpx2.Response:
         rate = float(settings.OFFLINE_MODEL_TOKENS_PER_SECOND)
         headers = {"request-id": request_id, "content-type": content_type, "cache-control": "no-cache"}
+        headers.update(rate_limits.headers())
         body = _Body(self, _deliver(chunks, rate, fault, strike))
         return httpx2.Response(200, headers=headers, stream=body)
 
@@ -232,31 +307,45 @@ def _message_events(message: dict, blocks: list[ReplyBlock], usage: CacheUsage) 
     events = [("message_start", {"type": "message_start", "message": opening}, False)]
     events.append(("ping", {"type": "ping"}, False))
     for index, (block, final) in enumerate(zip(blocks, message["content"], strict=True)):
-        empty = {**final, **EMPTY_BLOCKS[block.type]}
+        if block.whole is not None:  # a result block: sent whole, with no delta
+            start = {"type": "content_block_start", "index": index, "content_block": final}
+            events.append(("content_block_start", start, False))
+            events.append(("content_block_stop", {"type": "content_block_stop", "index": index}, False))
+            continue
+        kind = "tool_use" if block.type in TOOL_CALLS else block.type
+        empty = {**final, **EMPTY_BLOCKS[kind]}
+        if block.citations:  # each arrives as a citations_delta just before the text it supports
+            empty["citations"] = []
         start = {"type": "content_block_start", "index": index, "content_block": empty}
         events.append(("content_block_start", start, False))
-        delta_type, field = DELTA_FIELDS[block.type]
-        deltas = [{"type": delta_type, field: piece} for piece in token_chunks(block.text)]
+        delta_type, field = DELTA_FIELDS[kind]
+        deltas = [{"type": "citations_delta", "citation": citation} for citation in block.citations]
+        deltas += [{"type": delta_type, field: piece} for piece in token_chunks(block.text)]
         if block.type == "thinking":
             deltas.append({"type": "signature_delta", "signature": final["signature"]})
         for delta in deltas:
             event = {"type": "content_block_delta", "index": index, "delta": delta}
-            events.append(("content_block_delta", event, delta["type"] != "signature_delta"))
+            events.append(("content_block_delta", event, delta["type"] in TOKEN_DELTAS))
         events.append(("content_block_stop", {"type": "content_block_stop", "index": index}, False))
     closing = {
         "type": "message_delta",
-        "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-        "usage": {field: message["usage"][field] for field in FINAL_USAGE_FIELDS},
+        "delta": {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]},
+        "usage": {field: message["usage"][field] for field in FINAL_USAGE_FIELDS if field in message["usage"]},
     }
     return [*events, ("message_delta", closing, False), ("message_stop", {"type": "message_stop"}, False)]
 
 
 def _content_block(block: ReplyBlock) -> dict:
+    if block.whole is not None:
+        return block.whole
     if block.type == "thinking":
         return {"type": "thinking", "thinking": block.text, "signature": thinking_signature(block.text)}
-    if block.type == "tool_use":
-        tool_id = f"toolu_offline_{uuid.uuid4().hex[:24]}"
-        return {"type": "tool_use", "id": tool_id, "name": block.tool_name, "input": json.loads(block.text)}
+    if block.type in TOOL_CALLS:
+        call_id = block.id or f"{CALL_ID_PREFIXES[block.type]}_offline_{uuid.uuid4().hex[:24]}"
+        call = {"type": block.type, "id": call_id, "name": block.tool_name, "input": json.loads(block.text)}
+        return {**call, "server_name": block.server_name} if block.type == "mcp_tool_use" else call
+    if block.citations:
+        return {"type": "text", "text": block.text, "citations": list(block.citations)}
     return {"type": "text", "text": block.text}
 
 
@@ -321,18 +410,28 @@ def _model_info(spec: ModelSpec) -> dict:
 def json_response(
     status: int, payload: dict, request_id: str | None, headers: dict | None = None
 ) -> httpx2.Response:
-    all_headers = {"content-type": "application/json", **(headers or {})}
+    all_headers = {"content-type": "application/json", **rate_limits.headers(), **(headers or {})}
     if request_id:
         all_headers["request-id"] = request_id
     return httpx2.Response(status, headers=all_headers, content=json.dumps(payload).encode())
 
 
 def error_response(
-    status: int, error_type: str, message: str, request_id: str | None, headers: dict | None = None
+    status: int, error_type: str, message: str, request_id: str | None, headers: dict | None = None,
+    details: dict | None = None,
 ) -> httpx2.Response:
     """An error in the API's shape, which the SDK turns into the matching exception class."""
-    payload = {"type": "error", "error": {"type": error_type, "message": message}, "request_id": request_id}
+    error = {"type": error_type, "message": message, **({"details": details} if details else {})}
+    payload = {"type": "error", "error": error, "request_id": request_id}
     return json_response(status, payload, request_id, headers)
+
+
+def _file_error_response(exc: FileRefused, request_id: str) -> httpx2.Response:
+    """A Files API error, with `error.details.error_code` when it has one (the SDK's FileExpiredError)."""
+    error = {"type": exc.error_type, "message": str(exc)}
+    if exc.error_code:
+        error["details"] = {"error_code": exc.error_code}
+    return json_response(exc.status, {"type": "error", "error": error, "request_id": request_id}, request_id)
 
 
 offline_model = OfflineModel()

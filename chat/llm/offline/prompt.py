@@ -8,25 +8,31 @@ must match byte for byte), its token estimate, and its cache TTL when the block 
 import base64
 import binascii
 import io
+import itertools
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PIL import Image
 from pypdf import PdfReader
 
 from chat.llm.catalog import model_spec
+from chat.llm.offline import choice as tool_choice
+from chat.llm.offline import structured, validation
+from chat.llm.offline.validation import InvalidRequest
 from chat.llm.tokens import estimate_tokens
 
 # A PDF page reaches the model as text and as an image of the page; the API bills ~1,500-3,000 tokens a page.
 PDF_PAGE_IMAGE_TOKENS = 1_500
 IMAGE_PIXELS_PER_TOKEN = 750
+# The API scales an image whose long edge passes 1,568 px (or that passes ~1.15 megapixels) before it counts its
+# tokens, and refuses one larger than 8,000 px on a side or 5 MB encoded.
+IMAGE_LONG_EDGE = 1568
+IMAGE_MAX_PIXELS = 1_150_000
+IMAGE_MAX_SIDE = 8000
+IMAGE_MAX_BYTES = 5 * 1024 * 1024
 MAX_CACHE_BREAKPOINTS = 4
 CACHE_TTLS = {"5m": 300.0, "1h": 3600.0}
-
-
-class InvalidRequest(Exception):
-    """A request the real API refuses with 400 `invalid_request_error`; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,16 @@ class Prompt:
     messages: list[dict]  # content always a list of blocks
     segments: list[Segment]
     attachments: list[Attachment]
+    # What the features of chat/llm/offline/features/ read: the tool definitions as sent (server tools carry
+    # their options), the MCP connector's servers, and the code execution container asked for.
+    tools: list[dict] = field(default_factory=list)
+    mcp_servers: list[dict] = field(default_factory=list)
+    container: str | None = None
+    # How the reply is shaped (choice.py, validation.py): the checked tool_choice, the stop sequences, and
+    # output_config.format's JSON schema, which the reply's text is valid against.
+    tool_choice: dict = field(default_factory=lambda: {"type": "auto"})
+    stop_sequences: list[str] = field(default_factory=list)
+    output_schema: dict | None = None
 
     @property
     def input_tokens(self) -> int:
@@ -65,11 +81,11 @@ def read_prompt(body: object, *, counting: bool = False) -> Prompt:
     """Validates a Messages (or, with `counting`, count_tokens) request body and reads it into a Prompt."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
-    if "temperature" in body:
-        raise InvalidRequest("temperature: Extra inputs are not permitted")
+    validation.check_fields(body, counting=counting)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("model: Field required")
+    validation.check_model(model)
     max_tokens = body.get("max_tokens")
     if not counting:
         _check_max_tokens(model, max_tokens)
@@ -77,6 +93,15 @@ def read_prompt(body: object, *, counting: bool = False) -> Prompt:
     tools = _read_tools(body.get("tools"))
     system = _read_system(body.get("system"))
     messages = _read_messages(body.get("messages"))
+    validation.check_prefill(model, messages, prefill_allowed=model_spec(model).prefill)
+    thinking = _option_type(body, "thinking") in ("enabled", "adaptive")
+    choice = tool_choice.read_tool_choice(body.get("tool_choice"), tools, thinking=thinking)
+    stop_sequences = validation.read_stop_sequences(body.get("stop_sequences"))
+    output_schema = validation.read_output_schema(body)
+    structured.check_schema(output_schema, every_property=True)  # bounded cost, refused now: not mid-reply
+    for tool in tools:
+        if tool.get("type", "custom") == "custom":
+            structured.check_schema(tool.get("input_schema"))
 
     attachments: list[Attachment] = []
     segments = [_segment("tool", tool, _tool_tokens(tool)) for tool in tools]
@@ -89,17 +114,29 @@ def read_prompt(body: object, *, counting: bool = False) -> Prompt:
         raise InvalidRequest(
             f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. Found {found}."
         )
+    ttls = [segment.cache_ttl for segment in segments if segment.cache_ttl is not None]
+    if any(earlier < later for earlier, later in itertools.pairwise(ttls)):
+        raise InvalidRequest(
+            "a ttl='1h' cache_control block must not come after a ttl='5m' cache_control block. Note that "
+            "blocks are processed in the following order: `tools`, `system`, `messages`."
+        )
     return Prompt(
         model=model,
         max_tokens=max_tokens or 0,
         stream=body.get("stream") is True,
-        thinking=_option_type(body, "thinking") in ("enabled", "adaptive"),
+        thinking=thinking,
         system="\n\n".join(block["text"] for block in system),
-        tool_names=[tool["name"] for tool in tools],
-        tools_allowed=_option_type(body, "tool_choice") != "none",
+        tool_names=[tool.get("name") or tool["mcp_server_name"] for tool in tools],
+        tools_allowed=choice["type"] != "none",
         messages=messages,
         segments=segments,
         attachments=attachments,
+        tools=tools,
+        mcp_servers=body.get("mcp_servers") if isinstance(body.get("mcp_servers"), list) else [],
+        container=_container_id(body.get("container")),
+        tool_choice=choice,
+        stop_sequences=stop_sequences,
+        output_schema=output_schema,
     )
 
 
@@ -137,9 +174,20 @@ def _read_tools(tools: object) -> list[dict]:
     if not isinstance(tools, list):
         raise InvalidRequest("tools: Input should be a valid list")
     for index, tool in enumerate(tools):
+        if isinstance(tool, dict) and tool.get("type") == "mcp_toolset":  # named by its server, not a name
+            if not isinstance(tool.get("mcp_server_name"), str) or not tool["mcp_server_name"]:
+                raise InvalidRequest(f"tools.{index}.mcp_server_name: Field required")
+            continue
         if not isinstance(tool, dict) or not isinstance(tool.get("name"), str) or not tool["name"]:
             raise InvalidRequest(f"tools.{index}.name: Field required")
     return tools
+
+
+def _container_id(container: object) -> str | None:
+    """The container a request reuses: its id, given alone or as `{"id": ...}`."""
+    if isinstance(container, dict):
+        container = container.get("id")
+    return container if isinstance(container, str) and container else None
 
 
 def _read_system(system: object) -> list[dict]:
@@ -156,29 +204,22 @@ def _read_system(system: object) -> list[dict]:
 
 
 def _read_messages(messages: object) -> list[dict]:
+    """The turns, with consecutive turns of one role combined into one, as the API combines them."""
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("messages: Field required (a non-empty list)")
-    normalised = []
+    normalised: list[dict] = []
     for index, message in enumerate(messages):
         if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
             raise InvalidRequest(f"messages.{index}.role: Input should be 'user' or 'assistant'")
-        expected = "user" if index % 2 == 0 else "assistant"
-        if message["role"] != expected:
-            raise InvalidRequest(
-                f"messages.{index}: roles must alternate between 'user' and 'assistant', starting with 'user'"
-            )
-        normalised.append({"role": message["role"], "content": _read_content(index, message.get("content"))})
+        if not normalised and message["role"] != "user":
+            raise InvalidRequest('messages: first message must use the "user" role')
+        content = _read_content(index, message.get("content"))
+        if normalised and normalised[-1]["role"] == message["role"]:
+            normalised[-1]["content"] = [*normalised[-1]["content"], *content]
+        else:
+            normalised.append({"role": message["role"], "content": content})
     _check_tool_results(normalised)
-    _check_prefill(normalised)
     return normalised
-
-
-def _check_prefill(messages: list[dict]) -> None:
-    """A final assistant turn is the start of the reply, which the API refuses to end in whitespace."""
-    last = messages[-1]
-    if last["role"] == "assistant" and last["content"][-1]["type"] == "text":
-        if last["content"][-1]["text"] != last["content"][-1]["text"].rstrip():
-            raise InvalidRequest("final assistant content cannot end with trailing whitespace")
 
 
 def _read_content(index: int, content: object) -> list[dict]:
@@ -226,6 +267,9 @@ def _block_tokens(block: dict, attachments: list[Attachment]) -> int:
     if kind == "text":
         return estimate_tokens(str(block.get("text", "")))
     if kind in ("image", "document"):
+        from chat.llm.offline.files import file_block_resolved  # here, not above: files builds on this module
+
+        block = file_block_resolved(block)  # a `file` source is read like the bytes it names
         attachment = _inspect_image(block) if kind == "image" else _inspect_document(block)
         attachments.append(attachment)
         return attachment.tokens
@@ -256,13 +300,25 @@ def _base64_source(block: dict) -> tuple[str, bytes]:
 
 def _inspect_image(block: dict) -> Attachment:
     _, data = _base64_source(block)
+    if len(data) > IMAGE_MAX_BYTES:
+        raise InvalidRequest(f"image exceeds 5 MB maximum: {len(data)} bytes > {IMAGE_MAX_BYTES} bytes")
     try:
         with Image.open(io.BytesIO(data)) as image:  # reads the header only; the pixels are never decoded
             image_format, (width, height), mode = image.format, image.size, image.mode
     except Exception as exc:  # untrusted bytes: Pillow raises many types, every one means "not an image"
         raise InvalidRequest("Could not process image") from exc
-    tokens = max(1, math.ceil(width * height / IMAGE_PIXELS_PER_TOKEN))
+    if max(width, height) > IMAGE_MAX_SIDE:
+        raise InvalidRequest(f"image dimensions exceed max allowed size: {IMAGE_MAX_SIDE} pixels")
+    scaled_width, scaled_height = scaled_image_size(width, height)
+    tokens = max(1, math.ceil(scaled_width * scaled_height / IMAGE_PIXELS_PER_TOKEN))
     return Attachment("image", f"{image_format}, {width} x {height}, {mode}", tokens)
+
+
+def scaled_image_size(width: int, height: int) -> tuple[int, int]:
+    """The size the API reads an image at: scaled down, keeping its shape, to a long edge of 1,568 px and
+    ~1.15 megapixels at most."""
+    factor = min(1.0, IMAGE_LONG_EDGE / max(width, height), math.sqrt(IMAGE_MAX_PIXELS / (width * height)))
+    return max(1, int(width * factor)), max(1, int(height * factor))
 
 
 def _inspect_document(block: dict) -> Attachment:
@@ -272,6 +328,10 @@ def _inspect_document(block: dict) -> Attachment:
             raise InvalidRequest("document.source.media_type: Input should be 'text/plain' for a text source")
         text = source["data"]
         return Attachment("document", f"plain text, {_first_line_phrase(text)}", estimate_tokens(text))
+    if isinstance(source, dict) and source.get("type") == "content":  # custom content: cited block by block
+        texts = _content_source_texts(source)
+        plural = "" if len(texts) == 1 else "s"
+        return Attachment("document", f"custom content, {len(texts)} block{plural}", estimate_tokens("".join(texts)))
     media_type, data = _base64_source(block)
     if media_type != "application/pdf":
         raise InvalidRequest(f"document.source.media_type: unsupported {media_type!r}")
@@ -283,6 +343,19 @@ def _inspect_document(block: dict) -> Attachment:
     plural = "" if len(pages) == 1 else "s"
     first_page = pages[0] if pages else ""
     return Attachment("document", f"PDF, {len(pages)} page{plural}, {_first_line_phrase(first_page)}", tokens)
+
+
+def _content_source_texts(source: dict) -> list[str]:
+    """The texts of a custom content document's blocks, which the API accepts as a string or text blocks."""
+    content = source.get("content")
+    if isinstance(content, str):
+        content = [{"type": "text", "text": content}]
+    if not isinstance(content, list) or not content or not all(
+        isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str)
+        for block in content
+    ):
+        raise InvalidRequest("document.source.content: Input should be a string or a non-empty list of text blocks")
+    return [block["text"] for block in content]
 
 
 def _first_line_phrase(text: str) -> str:
