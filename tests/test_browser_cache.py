@@ -35,6 +35,8 @@ def test_the_countdown_runs_to_expired_and_the_dialog_warns_only_while_warm(page
     sign_up_and_start_a_chat(page, server_url, "cachewatcher")
     send(page, "Hello")
     page.wait_for_selector(".message-assistant[data-status=complete]", timeout=DONE)
+    # Too short to be cached: the reply says nothing about the cache.
+    assert page.locator(".message-assistant >> nth=0").locator(".cache-stats").count() == 0
     settings_saved(page, LONG_SYSTEM_PROMPT)
     send(page, "What is a B-tree?")
     page.wait_for_selector(".message-assistant[data-status=complete] >> nth=1", timeout=DONE)

@@ -32,7 +32,10 @@ export function renderFooter(view) {
     cached.title = `${tokens} input tokens were read from the prompt cache, at a tenth of the price`;
     footer.append(cached);
   }
-  if (message.cache && message.cache.input_tokens) footer.append(cacheStats(message.cache));
+  // Only a reply that read or wrote the cache says so: "0% hit · saved $0.0000" on one that could not use it
+  // (a prompt under the model's cache minimum) would be noise.
+  const cache = message.cache;
+  if (cache && (cache.read_tokens || cache.written_tokens)) footer.append(cacheStats(cache));
 }
 
 // "Cache 92% hit · saved $0.0123", or on a write "Cache 0% hit · cost $0.0040 to write".
